@@ -1,0 +1,2 @@
+//! Typed Active Directory users and groups (work in progress: being written now).
+#![forbid(unsafe_code)]
