@@ -803,10 +803,11 @@ impl State {
     }
 
     fn has_children(&self, norm: &str) -> bool {
-        if let Some(g) = &self.generated {
-            if g.count > 0 && g.container_norm() == norm {
-                return true;
-            }
+        if let Some(g) = &self.generated
+            && g.count > 0
+            && g.container_norm() == norm
+        {
+            return true;
         }
         self.entries
             .values()
@@ -845,13 +846,13 @@ impl State {
             });
         }
         self.live_entry(&dn::render(new_parent))?;
-        if let Some(g) = &self.generated {
-            if dn::is_within(g.container_norm(), &old_norm) {
-                return Err(TestkitError::ConstraintViolation {
-                    dn: current_dn,
-                    reason: "the generated users' container cannot move".into(),
-                });
-            }
+        if let Some(g) = &self.generated
+            && dn::is_within(g.container_norm(), &old_norm)
+        {
+            return Err(TestkitError::ConstraintViolation {
+                dn: current_dn,
+                reason: "the generated users' container cannot move".into(),
+            });
         }
         // The entry itself.
         let usn = self.next_usn();
@@ -883,14 +884,14 @@ impl State {
             .map(|(o, _)| *o)
             .collect();
         for child in descendants {
-            if let Some(st) = self.entries.get_mut(&child) {
-                if let Some(moved) = dn::rebase(st.entry.dn(), &current_dn, &new_text) {
-                    let moved_norm = dn::normalize(&moved);
-                    self.by_dn.remove(&st.norm);
-                    self.by_dn.insert(moved_norm.clone(), child);
-                    st.entry.set_dn(moved);
-                    st.norm = moved_norm;
-                }
+            if let Some(st) = self.entries.get_mut(&child)
+                && let Some(moved) = dn::rebase(st.entry.dn(), &current_dn, &new_text)
+            {
+                let moved_norm = dn::normalize(&moved);
+                self.by_dn.remove(&st.norm);
+                self.by_dn.insert(moved_norm.clone(), child);
+                st.entry.set_dn(moved);
+                st.norm = moved_norm;
             }
         }
         // DN references follow (no USN change on the referencing entries, as in AD).

@@ -922,22 +922,22 @@ fn prepare(
         }
     }
     let base_norm = dn::normalize(&req.base);
-    if scope == Scope::Base {
-        if let Some(obj) = config_object(shared, &state, &base_norm) {
-            let mut entries = Vec::new();
-            if filter::evaluate(&req.filter, &obj, &*state) == Tri::True {
-                entries.push(LdapSearchResultEntry {
-                    dn: obj.dn().to_string(),
-                    attributes: projection.apply(&obj, None, &shape),
-                });
-            }
-            return Answer {
-                entries,
-                references: Vec::new(),
-                done: result(LdapResultCode::Success, "", ""),
-                cookie: None,
-            };
+    if scope == Scope::Base
+        && let Some(obj) = config_object(shared, &state, &base_norm)
+    {
+        let mut entries = Vec::new();
+        if filter::evaluate(&req.filter, &obj, &*state) == Tri::True {
+            entries.push(LdapSearchResultEntry {
+                dn: obj.dn().to_string(),
+                attributes: projection.apply(&obj, None, &shape),
+            });
         }
+        return Answer {
+            entries,
+            references: Vec::new(),
+            done: result(LdapResultCode::Success, "", ""),
+            cookie: None,
+        };
     }
     let fingerprint = paging::fingerprint(req, controls.show_deleted);
     let max_page = opts.max_page_size.max(1);

@@ -1,0 +1,441 @@
+//! The connector's configuration: `ad-connector.toml`, overridable by `ADC_…` environment
+//! variables and by a Qualys execution-engine env file (`--env-file`).
+//!
+//! Every key is documented in `docs/configuration.md`; `docs/ad-connector.example.toml` is
+//! a complete example.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ad_source::SourceConfig;
+use asset_sink::Sink;
+use asset_sink::jsonl::{JsonlConfig, JsonlSink};
+use asset_sink::qualys::{QualysConfig, QualysSink};
+use asset_sink::sekoia::{SekoiaConfig, SekoiaSink};
+use serde::Deserialize;
+use toml::Table;
+
+use crate::layers;
+use crate::schedule::Schedule;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding the state database (checkpoint, what was sent) and its lock.
+    /// Default `./state`. Relative paths are relative to the working directory.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The Active Directory domain controller to read (`[source]`). Required by `test`,
+    /// `sync`, `run` and `preview`.
+    #[serde(default)]
+    pub source: Option<SourceConfig>,
+    /// Where changes are delivered (`[sink]`).
+    #[serde(default)]
+    pub sink: SinkSection,
+    /// When `run` syncs (`[schedule]`).
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// Batching and concurrency (`[pipeline]`).
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+}
+
+/// Which sink, and its settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSection {
+    /// `jsonl` (default: a local outbox, no account needed), `sekoia` or `qualys`.
+    #[serde(default)]
+    pub kind: SinkKind,
+    /// `[sink.jsonl]`: the outbox file.
+    #[serde(default)]
+    pub jsonl: Option<JsonlConfig>,
+    /// `[sink.sekoia]`: the Sekoia.io asset connector.
+    #[serde(default)]
+    pub sekoia: Option<SekoiaConfig>,
+    /// `[sink.qualys]`: the Qualys ETM connector.
+    #[serde(default)]
+    pub qualys: Option<QualysConfig>,
+}
+
+/// The sink kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// Local JSONL outbox.
+    #[default]
+    Jsonl,
+    /// Sekoia.io.
+    Sekoia,
+    /// Qualys ETM.
+    Qualys,
+}
+
+/// `[schedule]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Cron expression for `run`: 5 fields (`*/10 * * * *`) or 6 with seconds first
+    /// (`0 0/10 * * * *`), in UTC. Default every 10 minutes.
+    #[serde(default = "default_cron")]
+    pub cron: String,
+    /// A full sync (which also catches deletions past the tombstone lifetime and objects
+    /// moved out of scope) runs when the last one is older than this. Default 24.
+    #[serde(default = "default_full_hours")]
+    pub full_sync_interval_hours: u64,
+    /// Run one cycle immediately when `run` starts, before the first scheduled time.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub run_at_start: bool,
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Changes per batch. Default: the sink's own batch size (1000 for every sink).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// Batches sent concurrently (Qualys env `thread-pool.size`). Default 2.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            cron: default_cron(),
+            full_sync_interval_hours: default_full_hours(),
+            run_at_start: true,
+        }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            batch_size: None,
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("./state")
+}
+fn default_cron() -> String {
+    "*/10 * * * *".to_owned()
+}
+fn default_full_hours() -> u64 {
+    24
+}
+fn default_true() -> bool {
+    true
+}
+fn default_concurrency() -> usize {
+    2
+}
+
+/// Why the configuration is unusable: each names the key, the value and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Assembling the layers failed.
+    #[error(transparent)]
+    Layer(#[from] layers::LayerError),
+    /// A key is unknown or has the wrong type.
+    #[error("configuration: {0}")]
+    Invalid(String),
+    /// A required section is missing.
+    #[error("configuration: {what} is missing; {fix}")]
+    Missing {
+        /// What.
+        what: &'static str,
+        /// How to add it.
+        fix: &'static str,
+    },
+    /// The Qualys env file is wrong.
+    #[error("env file {path}: {message}")]
+    EnvFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Keys of the Qualys env file that are read here (the rest go to the Qualys sink).
+const ENV_FILE_OWN_KEYS: &[&str] = &[
+    "service.cron-expression",
+    "thread-pool.size",
+    "service.child-thread-pool",
+    "qualys.OAuthClientLevel",
+];
+
+/// Every key a Qualys env file may carry, for "did you mean".
+const ENV_FILE_KNOWN_KEYS: &[&str] = &[
+    "connector.api.url",
+    "qualys.customerUuid",
+    "qualys.connectionUuid",
+    "qualys.profileUuid",
+    "authentication.type",
+    "qualys.user.username",
+    "qualys.user.password",
+    "oauth.client.id",
+    "oauth.client.secret",
+    "oauth.token.url",
+    "qualys.clientId",
+    "qualys.clientSecret",
+    "qualys.OAuthClientLevel",
+    "service.cron-expression",
+    "proxy.enabled",
+    "proxy.host",
+    "proxy.port",
+    "proxy.scheme",
+    "service.http.proxy.enabled",
+    "service.http.proxy.host",
+    "service.http.proxy.port",
+    "service.http.proxy.scheme",
+    "thread-pool.size",
+    "service.child-thread-pool",
+];
+
+impl Config {
+    /// Load `file` (if given and present), then `ADC_…` variables from `env`, then the
+    /// Qualys env file. `file_required` makes a missing file an error.
+    pub fn load<I>(
+        file: Option<&Path>,
+        file_required: bool,
+        env: I,
+        env_file: Option<&Path>,
+    ) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut table = Table::new();
+        let mut base = PathBuf::from(".");
+        if let Some(path) = file
+            && (path.exists() || file_required)
+        {
+            table = layers::read_file(path)?;
+            if layers::has_inline_secret(&table) && layers::world_readable(path) {
+                tracing::warn!(
+                    file = %path.display(),
+                    "the configuration file holds a secret and is readable by every user on this machine; run chmod 600 on it or move the secret to a *_file or ADC_ environment variable"
+                );
+            }
+            base = path.parent().map(Path::to_path_buf).unwrap_or(base);
+        }
+        layers::apply_env(&mut table, env)?;
+        layers::resolve_secret_files(&mut table, &base, "")?;
+        let mut config: Config = Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid(layers::suggest(&e.to_string())))?;
+        if let Some(path) = env_file {
+            config.apply_env_file(path)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Read a Qualys execution-engine env file: Qualys settings, schedule, thread pool.
+    fn apply_env_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let env_err = |message: String| ConfigError::EnvFile {
+            path: path.to_owned(),
+            message,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| env_err(format!("cannot be read: {e}")))?;
+        let (qualys, rest) =
+            QualysConfig::from_env_file(&text).map_err(|e| env_err(e.to_string()))?;
+        for (key, value) in rest {
+            match key.as_str() {
+                "service.cron-expression" => self.schedule.cron = value,
+                "thread-pool.size" => {
+                    self.pipeline.concurrency = value.parse().map_err(|_| {
+                        env_err(format!("thread-pool.size = {value:?} is not a whole number; write e.g. thread-pool.size=10"))
+                    })?;
+                }
+                k if ENV_FILE_OWN_KEYS.contains(&k) => {
+                    tracing::debug!(
+                        key = k,
+                        "env file key has no meaning for this connector; ignored"
+                    );
+                }
+                other => {
+                    let hint = ENV_FILE_KNOWN_KEYS
+                        .iter()
+                        .map(|known| {
+                            (
+                                layers::edit_distance(
+                                    &other.to_ascii_lowercase(),
+                                    &known.to_ascii_lowercase(),
+                                ),
+                                *known,
+                            )
+                        })
+                        .min()
+                        .filter(|(d, _)| *d <= 3)
+                        .map(|(_, k)| format!(" — did you mean {k}?"))
+                        .unwrap_or_default();
+                    return Err(env_err(format!("unknown key {other}{hint}")));
+                }
+            }
+        }
+        self.sink.kind = SinkKind::Qualys;
+        self.sink.qualys = Some(qualys);
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        Schedule::parse("schedule.cron", &self.schedule.cron)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if self.pipeline.concurrency == 0 || self.pipeline.concurrency > 64 {
+            return Err(ConfigError::Invalid(format!(
+                "pipeline.concurrency = {} is out of range; use 1 to 64 (default 2)",
+                self.pipeline.concurrency
+            )));
+        }
+        if self.pipeline.batch_size == Some(0) {
+            return Err(ConfigError::Invalid(
+                "pipeline.batch_size = 0; use at least 1 (default: the sink's, 1000)".into(),
+            ));
+        }
+        if self.schedule.full_sync_interval_hours == 0 {
+            return Err(ConfigError::Invalid(
+                "schedule.full_sync_interval_hours = 0; use at least 1 (default 24)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The source settings, or an error saying how to add them.
+    pub fn source(&self) -> Result<&SourceConfig, ConfigError> {
+        self.source.as_ref().ok_or(ConfigError::Missing {
+            what: "[source]",
+            fix: "add a [source] table with url, bind and password (see docs/configuration.md), or run `ad-connector demo` to try the connector without a directory",
+        })
+    }
+
+    /// The full sync interval.
+    pub fn full_sync_interval(&self) -> Duration {
+        Duration::from_secs(self.schedule.full_sync_interval_hours.saturating_mul(3600))
+    }
+
+    /// Build the configured sink.
+    pub fn build_sink(&self) -> anyhow::Result<Arc<dyn Sink>> {
+        Ok(match self.sink.kind {
+            SinkKind::Jsonl => {
+                Arc::new(JsonlSink::new(self.sink.jsonl.clone().unwrap_or_default())?)
+            }
+            SinkKind::Sekoia => {
+                let config = self.sink.sekoia.clone().ok_or(ConfigError::Missing {
+                    what: "[sink.sekoia]",
+                    fix: "add [sink.sekoia] with connector_uuid and api_key (or api_key_file), or choose another sink.kind",
+                })?;
+                Arc::new(SekoiaSink::new(config)?)
+            }
+            SinkKind::Qualys => {
+                let config = self.sink.qualys.clone().ok_or(ConfigError::Missing {
+                    what: "[sink.qualys]",
+                    fix: "add [sink.qualys] (see docs/configuration.md) or pass the Qualys env file with --env-file",
+                })?;
+                Arc::new(QualysSink::new(config)?)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(
+            Some(&path),
+            true,
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            None,
+        )
+    }
+
+    const MINIMAL: &str = "[source]\nurl = \"ldaps://dc1.corp.example.test\"\nbind = \"svc@corp\"\npassword = \"pw\"\n";
+
+    #[test]
+    fn defaults() {
+        let config = load(MINIMAL, &[]).unwrap();
+        assert_eq!(config.sink.kind, SinkKind::Jsonl);
+        assert_eq!(config.schedule.cron, "*/10 * * * *");
+        assert_eq!(config.full_sync_interval(), Duration::from_secs(24 * 3600));
+        assert_eq!(config.state_dir, PathBuf::from("./state"));
+    }
+
+    #[test]
+    fn unknown_keys_suggest() {
+        let err = load(
+            &format!("{MINIMAL}[schedule]\ncron_expresion = \"* * * * *\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("cron_expresion") && text.contains("did you mean `cron`?"),
+            "{text}"
+        );
+        let err = load(&format!("{MINIMAL}page_sise = 3\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("page_sise"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_and_validation() {
+        let config = load(
+            MINIMAL,
+            &[
+                ("ADC_SOURCE__PAGE_SIZE", "250"),
+                ("ADC_SCHEDULE__CRON", "0 0/10 * * * *"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.source().unwrap().page_size, 250);
+        let err = load(MINIMAL, &[("ADC_SCHEDULE__CRON", "every minute")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("schedule.cron = \"every minute\""), "{err}");
+        let err = load(MINIMAL, &[("ADC_PIPELINE__CONCURRENCY", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pipeline.concurrency = 0"), "{err}");
+    }
+
+    #[test]
+    fn qualys_env_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("qualys.env");
+        std::fs::write(
+            &env,
+            "connector.api.url=https://gateway.example.test\nqualys.customerUuid=35664649-0000-4000-8000-0e54079e1ee9\nqualys.connectionUuid=6ec6ac85-0000-4000-8000-558f378caa2b\nqualys.profileUuid=a4ab0242-0000-4000-8000-f62c67a56093\nauthentication.type=BASIC\nqualys.user.username=u\nqualys.user.password=Qualys@890\nservice.cron-expression=0 0/10 * * * *\nthread-pool.size=10\n",
+        )
+        .unwrap();
+        let config = Config::load(None, false, Vec::new(), Some(&env)).unwrap();
+        assert_eq!(config.sink.kind, SinkKind::Qualys);
+        assert_eq!(config.schedule.cron, "0 0/10 * * * *");
+        assert_eq!(config.pipeline.concurrency, 10);
+        assert!(!format!("{config:?}").contains("Qualys@890"));
+
+        std::fs::write(&env, "connector.api.url=https://g\nqualys.customerUuid=35664649-0000-4000-8000-0e54079e1ee9\nqualys.connectionUuid=6ec6ac85-0000-4000-8000-558f378caa2b\nqualys.profileUuid=a4ab0242-0000-4000-8000-f62c67a56093\nqualys.user.username=u\nqualys.user.password=p\nservice.cron-expresion=* * * * *\n").unwrap();
+        let err = Config::load(None, false, Vec::new(), Some(&env))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "unknown key service.cron-expresion — did you mean service.cron-expression?"
+            ),
+            "{err}"
+        );
+    }
+}

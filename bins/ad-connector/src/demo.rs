@@ -1,0 +1,172 @@
+//! `demo`: the whole job on an embedded directory — no AD, no SaaS account.
+//!
+//! An in-process AD-like LDAP server (`ad-testkit`) serves a synthetic company on
+//! 127.0.0.1; the real pipeline runs a full sync into a JSONL outbox, the demo then changes
+//! the directory like an administrator would (edit, disable, add, delete, group change), and
+//! a delta sync sends exactly those changes.
+
+use std::path::PathBuf;
+
+use ad_source::{Source, SourceConfig};
+use ad_testkit::{
+    Company, CompanyOptions, Entry, Modification, SERVICE_ACCOUNT_PASSWORD, SERVICE_ACCOUNT_UPN,
+    ServerOptions, TestServer,
+};
+use anyhow::Context;
+use asset_sink::jsonl::{JsonlConfig, JsonlSink};
+use secrecy::SecretString;
+
+use crate::pipeline::{self, CycleOptions, CycleReport};
+use crate::progress::Progress;
+use crate::state::State;
+
+/// Run the demo in `dir` (default: a new folder under `./ad-connector-demo`).
+pub async fn run(dir: Option<PathBuf>, users: usize) -> anyhow::Result<()> {
+    let dir = dir.unwrap_or_else(|| {
+        PathBuf::from("ad-connector-demo")
+            .join(chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string())
+    });
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let outbox = dir.join("outbox").join("changes.jsonl");
+    let state_dir = dir.join("state");
+
+    println!("ad-connector demo");
+    println!(
+        "  1. starting an in-process directory: a synthetic company of {users} users (every account state, nested groups, a group over 1,500 members)"
+    );
+    let company = Company::build(CompanyOptions {
+        users,
+        ..CompanyOptions::default()
+    });
+    let manifest = company.manifest.clone();
+    let server = TestServer::start(company.directory, ServerOptions::default())
+        .context("cannot start the in-process directory")?;
+    println!(
+        "     serving {} as dc1.corp.example.test (loopback only)",
+        server.url()
+    );
+
+    // Plain LDAP is acceptable only because this directory is in this process, on loopback.
+    let mut source_config = SourceConfig::new(
+        server.url(),
+        SERVICE_ACCOUNT_UPN,
+        SecretString::from(SERVICE_ACCOUNT_PASSWORD),
+    );
+    source_config.starttls = false;
+    source_config.allow_plain_ldap = true;
+    let source = Source::new(source_config)?;
+    let sink = JsonlSink::new(JsonlConfig {
+        path: outbox.to_string_lossy().into_owned(),
+        ..JsonlConfig::default()
+    })?;
+    let mut state = State::open(&state_dir)?;
+    let options = CycleOptions {
+        force_full: false,
+        full_sync_interval: std::time::Duration::from_secs(24 * 3600),
+        batch_size: 1000,
+        concurrency: 2,
+    };
+    let shutdown = crate::daemon::shutdown_token();
+
+    println!("  2. full sync (first run: no checkpoint yet)");
+    let progress = Progress::new(true);
+    let full =
+        pipeline::run_cycle(&source, &sink, &mut state, &options, &progress, &shutdown).await;
+    progress.finish();
+    let full = full?;
+    print_report(&full);
+
+    println!("  3. changing the directory like an administrator would:");
+    let directory = server.directory();
+    let mut changed = Vec::new();
+    if let Some(dn) = manifest.users.first() {
+        directory.modify(dn, [Modification::replace("title", ["Chief Demo Officer"])])?;
+        changed.push(format!("     - retitled      {dn}"));
+    }
+    if let Some(dn) = manifest.users.get(1) {
+        directory.modify(dn, [Modification::replace("userAccountControl", ["514"])])?;
+        changed.push(format!("     - disabled      {dn}"));
+    }
+    if let Some(dn) = manifest.users.get(2) {
+        directory.modify(dn, [Modification::replace("mobile", ["+1 555 0100"])])?;
+        changed.push(format!("     - new mobile    {dn}"));
+    }
+    if let Some(dn) = manifest.users.last() {
+        directory.delete(dn)?;
+        changed.push(format!("     - deleted       {dn}"));
+    }
+    let parent = manifest
+        .users
+        .first()
+        .and_then(|dn| dn.split_once(',').map(|(_, parent)| parent.to_owned()))
+        .unwrap_or_else(|| manifest.base_dn.clone());
+    let new_dn = format!("CN=Ada Newhire,{parent}");
+    directory.add(
+        Entry::new(new_dn.clone())
+            .with(
+                "objectClass",
+                ["top", "person", "organizationalPerson", "user"],
+            )
+            .with(
+                "objectCategory",
+                ["CN=Person,CN=Schema,CN=Configuration,DC=corp,DC=example,DC=test"],
+            )
+            .with("cn", ["Ada Newhire"])
+            .with("sAMAccountName", ["ada.newhire"])
+            .with("userPrincipalName", ["ada.newhire@corp.example.test"])
+            .with("givenName", ["Ada"])
+            .with("sn", ["Newhire"])
+            .with("displayName", ["Ada Newhire"])
+            .with("userAccountControl", ["512"])
+            .with("pwdLastSet", ["0"])
+            .with("primaryGroupID", ["513"]),
+    )?;
+    changed.push(format!("     - created       {new_dn}"));
+    directory.modify(
+        &manifest.universal_group,
+        [Modification::add("member", [new_dn.as_str()])],
+    )?;
+    changed.push(format!("     - added to      {}", manifest.universal_group));
+    for line in &changed {
+        println!("{line}");
+    }
+
+    println!("  4. delta sync (uSNChanged since the checkpoint, tombstones for deletions)");
+    let progress = Progress::new(true);
+    let delta =
+        pipeline::run_cycle(&source, &sink, &mut state, &options, &progress, &shutdown).await;
+    progress.finish();
+    let delta = delta?;
+    print_report(&delta);
+
+    let lines = std::fs::read_to_string(&outbox)
+        .map(|text| text.lines().count())
+        .unwrap_or(0);
+    println!();
+    println!("Done. What was delivered:");
+    println!(
+        "  outbox: {} ({lines} lines: one JSON change per line)",
+        outbox.display()
+    );
+    println!(
+        "  state:  {} (checkpoint and what the sink acknowledged)",
+        state_dir.display()
+    );
+    println!(
+        "Look at the last lines:  tail -n {} {}",
+        delta.upserts + delta.deletes,
+        outbox.display()
+    );
+    println!(
+        "Next: write ad-connector.toml for your domain (docs/configuration.md) and run `ad-connector test`."
+    );
+    server.shutdown();
+    Ok(())
+}
+
+fn print_report(report: &CycleReport) {
+    if let Some(reason) = &report.full_reason {
+        println!("     full because {reason}");
+    }
+    println!("     {}", report.summary());
+}

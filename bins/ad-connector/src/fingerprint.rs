@@ -1,0 +1,93 @@
+//! Content hashes: what decides whether an object changed since the sink last accepted it.
+//!
+//! The hash covers the canonical JSON of the record minus the bookkeeping attributes that
+//! change whenever *anything* on the object changes, including attributes we do not read
+//! (`uSNChanged`, `uSNCreated`, `whenChanged`). Everything a sink maps from is covered,
+//! including the resolved group memberships and the derived account status (an account that
+//! expired since the last cycle is re-sent).
+
+use ad_model::{Group, User};
+use sha2::{Digest, Sha256};
+
+/// Hash of a user's content.
+pub fn user(user: &User) -> String {
+    let mut copy = user.clone();
+    copy.usn_changed = None;
+    copy.usn_created = None;
+    copy.when_changed = None;
+    digest(&copy)
+}
+
+/// Hash of a group's content.
+pub fn group(group: &Group) -> String {
+    let mut copy = group.clone();
+    copy.usn_changed = None;
+    copy.usn_created = None;
+    copy.when_changed = None;
+    digest(&copy)
+}
+
+fn digest<T: serde::Serialize>(value: &T) -> String {
+    let mut hasher = Sha256::new();
+    // Serializing a plain record to a hasher cannot fail: no maps with non-string keys.
+    if serde_json::to_writer(&mut HashWriter(&mut hasher), value).is_err() {
+        return String::new();
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ad_model::{RawEntry, User};
+    use chrono::Utc;
+
+    fn user_with(attr: &str, value: &str) -> User {
+        let entry = RawEntry::new("CN=a,DC=x")
+            .with("objectGUID", [vec![7u8; 16]])
+            .with("sAMAccountName", ["a"])
+            .with(attr, [value]);
+        User::from_entry(&entry, Utc::now()).unwrap().record
+    }
+
+    #[test]
+    fn bookkeeping_attributes_do_not_count() {
+        assert_eq!(
+            user(&user_with("uSNChanged", "1")),
+            user(&user_with("uSNChanged", "2"))
+        );
+        assert_eq!(
+            user(&user_with("whenChanged", "20240101000000.0Z")),
+            user(&user_with("whenChanged", "20250101000000.0Z"))
+        );
+    }
+
+    #[test]
+    fn content_counts() {
+        assert_ne!(
+            user(&user_with("mail", "a@x")),
+            user(&user_with("mail", "b@x"))
+        );
+        let mut u = user_with("mail", "a@x");
+        let before = user(&u);
+        u.groups.push(ad_model::GroupRef {
+            dn: "CN=g,DC=x".into(),
+            sid: None,
+            name: Some("g".into()),
+            primary: false,
+        });
+        assert_ne!(before, user(&u), "membership changes are content");
+    }
+}

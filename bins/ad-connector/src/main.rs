@@ -1,0 +1,346 @@
+//! `ad-connector`: Active Directory users and groups to Sekoia.io, Qualys ETM or a JSONL
+//! outbox, with delta sync and durable state.
+//!
+//! This binary is glue: `ad-source` reads, `asset-sink` delivers, `state.rs` remembers and
+//! `pipeline.rs` runs one cycle between them. `anyhow` is used here only; errors map to exit
+//! codes (see [`ExitCode`]).
+#![forbid(unsafe_code)]
+
+mod config;
+mod daemon;
+mod demo;
+mod fingerprint;
+mod layers;
+mod pipeline;
+mod preview;
+mod progress;
+mod schedule;
+mod state;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, ConfigError, SinkKind};
+use crate::pipeline::{CycleError, CycleOptions};
+use crate::state::State;
+
+/// Exit codes (also in `--help`).
+const EXIT_FAILURE: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+const EXIT_CHECK_FAILED: u8 = 3;
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Pull users and groups from on-premises Active Directory and deliver them to Sekoia.io,
+/// Qualys ETM or a local JSONL outbox — only what changed since the last run.
+///
+/// Start with `ad-connector demo` (no directory or account needed). Then write a config
+/// file (docs/configuration.md), check it with `ad-connector test`, sync once with
+/// `ad-connector sync`, and schedule with `ad-connector run`.
+///
+/// Exit codes: 0 success, 1 sync or delivery failed, 2 configuration error,
+/// 3 connection test failed, 130 stopped by a signal.
+#[derive(Debug, Parser)]
+#[command(name = "ad-connector", version, about, long_about)]
+struct Cli {
+    /// Configuration file (TOML). Default ./ad-connector.toml if present; every key can also
+    /// be set with ADC_<SECTION>__<KEY> environment variables.
+    #[arg(long, short, global = true, env = "ADC_CONFIG")]
+    config: Option<PathBuf>,
+    /// A Qualys on-prem execution engine env file (connector.api.url, qualys.*,
+    /// authentication.type, oauth.*, service.cron-expression, proxy.*, thread-pool.size):
+    /// selects the Qualys sink with those settings.
+    #[arg(long, global = true, env = "ADC_ENV_FILE")]
+    env_file: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "ADC_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    /// Log filter (error, warn, info, debug, trace, or per-module directives).
+    #[arg(long, global = true, default_value = "info", env = "ADC_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check every step from DNS to reading objectSid, and the sink's credentials.
+    /// Prints a table (or JSON); exits 3 if any step failed.
+    Test {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one cycle: a delta if a valid checkpoint exists, else a full sync.
+    Sync {
+        /// Force a full sync (also sends deletes for objects gone or out of scope).
+        #[arg(long)]
+        full: bool,
+    },
+    /// Run as a daemon: cycles on the cron schedule, a full sync every
+    /// full_sync_interval_hours; SIGTERM / Ctrl-C stops it safely.
+    Run,
+    /// Print the payload the sink would receive for a few users and groups; sends nothing.
+    Preview {
+        /// Which sink's payload (default: the configured sink).
+        #[arg(long, value_enum)]
+        sink: Option<SinkKind>,
+        /// How many users (and as many groups) to show.
+        #[arg(long, short = 'n', default_value_t = 3)]
+        limit: usize,
+    },
+    /// Show the connector state, checkpoint and last cycles.
+    Status {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try it without a directory or account: an in-process directory of a synthetic
+    /// company, a full sync, a few changes, a delta sync, all into a local JSONL outbox.
+    Demo {
+        /// Where to write the outbox and state (default: a new folder under ./ad-connector-demo).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Users in the synthetic company.
+        #[arg(long, default_value_t = 3000)]
+        users: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            let code = exit_code(&error);
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<ConfigError>().is_some() {
+        return EXIT_CONFIG;
+    }
+    if matches!(
+        error.downcast_ref::<CycleError>(),
+        Some(CycleError::Interrupted)
+    ) {
+        return EXIT_INTERRUPTED;
+    }
+    EXIT_FAILURE
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
+    let (path, required) = match &cli.config {
+        Some(path) => (Some(path.clone()), true),
+        None => (Some(PathBuf::from("ad-connector.toml")), false),
+    };
+    Config::load(
+        path.as_deref(),
+        required,
+        std::env::vars(),
+        cli.env_file.as_deref(),
+    )
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Demo { dir, users } => {
+            demo::run(dir.clone(), *users).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test { json } => {
+            let config = load_config(&cli)?;
+            test_connection(&config, *json).await
+        }
+        Command::Sync { full } => {
+            let config = load_config(&cli)?;
+            let source = ad_source::Source::new(config.source()?.clone())?;
+            let sink = config.build_sink()?;
+            let mut state = State::open(&config.state_dir)?;
+            let options = cycle_options(&config, *full);
+            let progress = progress::Progress::new(true);
+            let shutdown = daemon::shutdown_token();
+            let result = pipeline::run_cycle(
+                &source,
+                sink.as_ref(),
+                &mut state,
+                &options,
+                &progress,
+                &shutdown,
+            )
+            .await;
+            progress.finish();
+            let report = result?;
+            println!("{}", report.summary());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run => {
+            let config = load_config(&cli)?;
+            daemon::run(&config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Preview { sink, limit } => {
+            let config = load_config(&cli)?;
+            let kind = sink.unwrap_or(config.sink.kind);
+            preview::run(&config, kind, *limit).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let config = load_config(&cli)?;
+            status(&config, *json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Options of a cycle from the configuration.
+pub fn cycle_options(config: &Config, force_full: bool) -> CycleOptions {
+    CycleOptions {
+        force_full,
+        full_sync_interval: config.full_sync_interval(),
+        batch_size: config.pipeline.batch_size.unwrap_or(usize::MAX),
+        concurrency: config.pipeline.concurrency,
+    }
+}
+
+async fn test_connection(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let probe = ad_source::probe::probe(config.source()?).await;
+    let sink = config.build_sink()?;
+    let check = sink.check().await;
+    let sink_ok = check.as_ref().is_ok_and(|c| c.ok());
+    if json {
+        let value = serde_json::json!({
+            "ok": probe.ok() && sink_ok,
+            "directory": probe,
+            "sink": match &check {
+                Ok(report) => serde_json::to_value(report)?,
+                Err(error) => serde_json::json!({"error": error.to_string()}),
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("Directory ({})", config.source()?.url);
+        for step in &probe.steps {
+            let verdict = match step.outcome {
+                ad_source::ProbeOutcome::Pass => "PASS",
+                ad_source::ProbeOutcome::Warn => "WARN",
+                ad_source::ProbeOutcome::Fail => "FAIL",
+                ad_source::ProbeOutcome::Skipped => "skip",
+            };
+            let name = serde_json::to_value(step.step)?;
+            println!(
+                "  {verdict}  {:<20} {}",
+                name.as_str().unwrap_or_default(),
+                step.message
+            );
+        }
+        match &check {
+            Ok(report) => {
+                println!("Sink ({}: {})", report.sink, report.target);
+                for item in &report.items {
+                    println!(
+                        "  {}  {:<20} {}",
+                        if item.ok { "PASS" } else { "FAIL" },
+                        item.name,
+                        item.detail
+                    );
+                }
+            }
+            Err(error) => {
+                println!("Sink ({})", sink.name());
+                println!("  FAIL  {:<20} {error}", "check");
+            }
+        }
+    }
+    Ok(if probe.ok() && sink_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHECK_FAILED)
+    })
+}
+
+fn status(config: &Config, json: bool) -> anyhow::Result<()> {
+    let state = State::open(&config.state_dir)?;
+    let connector = state.connector_state()?;
+    let checkpoint = state.checkpoint()?;
+    let cycles = state.recent_cycles(10)?;
+    let users = state.count(ad_model::ObjectKind::User)?;
+    let groups = state.count(ad_model::ObjectKind::Group)?;
+    if json {
+        let value = serde_json::json!({
+            "state": connector,
+            "checkpoint": checkpoint,
+            "tracked": {"users": users, "groups": groups},
+            "cycles": cycles,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("State:      {connector:?}  ({})", state.path().display());
+    match checkpoint {
+        Some(cp) => println!(
+            "Checkpoint: {} invocationId {} USN {} (last full sync {})",
+            cp.dc_host,
+            cp.invocation_id,
+            cp.usn,
+            cp.last_full_sync
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "never".into())
+        ),
+        None => println!("Checkpoint: none yet (the next cycle is a full sync)"),
+    }
+    println!("Tracked:    {users} users, {groups} groups acknowledged by the sink");
+    println!("Cycles (newest first):");
+    for cycle in cycles {
+        println!(
+            "  #{:<5} {:<5} {} {:<7} {}",
+            cycle.id,
+            cycle.mode,
+            cycle.started_at.format("%Y-%m-%d %H:%M:%S"),
+            cycle.outcome,
+            cycle.summary.unwrap_or_default()
+        );
+    }
+    Ok(())
+}

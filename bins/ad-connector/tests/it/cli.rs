@@ -1,0 +1,105 @@
+//! The binary without a directory: help, configuration errors, the demo.
+
+use crate::support::{bin, outbox_lines, run, text};
+
+#[test]
+fn help_teaches_the_commands() {
+    let output = bin().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for command in ["test", "sync", "run", "preview", "status", "demo"] {
+        assert!(help.contains(command), "{help}");
+    }
+    assert!(help.contains("Exit codes"), "{help}");
+}
+
+#[test]
+fn bad_config_names_the_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[source]\nurl = \"ldaps://dc1.example.test\"\nbind = \"svc\"\npassword = \"pw\"\npage_sise = 10\n",
+    )
+    .unwrap();
+    let output = run(&config, &["sync"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("page_sise") && stderr.contains("did you mean `page_size`?"),
+        "{}",
+        text(&output)
+    );
+
+    std::fs::write(&config, "[schedule]\ncron = \"every ten minutes\"\n").unwrap();
+    let output = run(&config, &["status"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("schedule.cron = \"every ten minutes\"")
+    );
+
+    std::fs::write(&config, "state_dir = \"x\"\n").unwrap();
+    let output = run(&config, &["sync"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("[source] is missing"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn demo_full_then_delta_into_jsonl() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = bin()
+        .args(["demo", "--users", "400", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("full sync"), "{stdout}");
+    assert!(stdout.contains("delta sync"), "{stdout}");
+    let lines = outbox_lines(&dir.path().join("outbox/changes.jsonl"));
+    let delta: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|line| line["sync"]["mode"] == "delta")
+        .collect();
+    // 3 users edited, 1 created, 1 deleted, 1 group membership changed: nothing else.
+    let upsert_users = delta
+        .iter()
+        .filter(|l| l["op"] == "upsert" && l["kind"] == "user")
+        .count();
+    let upsert_groups = delta
+        .iter()
+        .filter(|l| l["op"] == "upsert" && l["kind"] == "group")
+        .count();
+    let deletes = delta.iter().filter(|l| l["op"] == "delete").count();
+    assert_eq!(
+        (upsert_users, upsert_groups, deletes),
+        (4, 1, 1),
+        "{delta:#?}"
+    );
+    let full = lines.len() - delta.len();
+    assert!(
+        full > 400,
+        "the full sync sent every user and group: {full}"
+    );
+    // Canonical records: the deleted one is keyed by GUID, users carry SIDs.
+    let deleted = delta.iter().find(|l| l["op"] == "delete").unwrap();
+    assert!(deleted["record"]["object_guid"].is_string(), "{deleted}");
+
+    // A second demo run in the same directory is refused? No: it reuses state and outbox,
+    // and the status command reads that state.
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!("state_dir = {:?}\n", dir.path().join("state")),
+    )
+    .unwrap();
+    let status = run(&config, &["status", "--json"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(value["state"], "Processed");
+    assert_eq!(value["cycles"].as_array().unwrap().len(), 2);
+    assert!(value["checkpoint"]["usn"].as_u64().unwrap() > 0);
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of the real `ad-connector` binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod support;
+
+#[cfg(feature = "samba-lab")]
+mod samba_lab;

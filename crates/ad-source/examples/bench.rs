@@ -1,0 +1,334 @@
+//! Throughput and memory of full reads (not a test): `cargo run --release -p ad-source --example bench`.
+//!
+//! Each case runs in a child process so its peak RSS (`VmHWM`) is its own:
+//! (a) the Samba lab directory (needs `eval "$(scripts/lab-dc env)"`), side by side with
+//! `ldapsearch -E pr=1000/noprompt` reading the same entries and attributes;
+//! (b) 100k and 1M generated users from `ad-testkit` (server in-process, on its own thread;
+//! the client runs on a current-thread runtime, i.e. one core), plus a delta after 10 changes
+//! in 100k users. Arguments: `bench [samba|100k|1m|all]` (default all).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ad_model::{Group, User};
+use ad_source::{Checkpoint, DeltaOutcome, Source, SourceConfig, SourceEvent, SyncRun};
+use secrecy::SecretString;
+
+fn vm_hwm_kib(pid: Option<u32>) -> Option<u64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_owned(),
+    };
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// CPU seconds per thread name (from /proc/self/task), summed by name.
+fn thread_cpu() -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        // Fields after the ")" of comm: state is field 3; utime 14, stime 15 (1-based).
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        match out.iter_mut().find(|(n, _)| *n == comm) {
+            Some(slot) => slot.1 += ticks / 100.0,
+            None => out.push((comm, ticks / 100.0)),
+        }
+    }
+    out
+}
+
+fn cpu_note() -> String {
+    thread_cpu()
+        .iter()
+        .filter(|(_, s)| *s >= 0.05)
+        .map(|(n, s)| format!("{n} {s:.1} s CPU"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn drain(mut run: SyncRun) -> (u64, Checkpoint) {
+    let mut n = 0u64;
+    while let Some(event) = run.next_event().await {
+        match event {
+            SourceEvent::User(u) => {
+                n += 1;
+                std::hint::black_box(&u);
+            }
+            SourceEvent::Group(g) => {
+                n += 1;
+                std::hint::black_box(&g);
+            }
+            SourceEvent::Deleted(_) => n += 1,
+            SourceEvent::Skipped { .. } | SourceEvent::Warning { .. } => {}
+        }
+    }
+    let summary = run.finish().await.unwrap_or_else(|e| {
+        eprintln!("run failed: {e}");
+        std::process::exit(2)
+    });
+    (n, summary.checkpoint)
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("bench: {message}");
+    std::process::exit(2)
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Child: one case; prints `RESULT name|entries|seconds|rss_kib|note`.
+fn child(case: &str) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            std::process::exit(2)
+        }
+    };
+    rt.block_on(async {
+        match case {
+            "samba" => {
+                let (Some(url), Some(bind), Some(pw), Some(ca), Some(base)) = (
+                    env("ADLAB_LDAPS_URL"),
+                    env("ADLAB_ADMIN_BIND"),
+                    env("ADLAB_ADMIN_PASSWORD"),
+                    env("ADLAB_CA_FILE"),
+                    env("ADLAB_BASE_DN"),
+                ) else {
+                    println!("RESULT ad-source, Samba lab|0|0|0|lab env missing: eval \"$(scripts/lab-dc env)\"");
+                    return;
+                };
+                let mut config = SourceConfig::new(url, bind, SecretString::from(pw));
+                config.ca_file = Some(ca.into());
+                config.base_dn = Some(base);
+                let source = Source::new(config).unwrap_or_else(|e| fail(&e.to_string()));
+                let start = Instant::now();
+                let run = source.full_snapshot().await.unwrap_or_else(|e| fail(&e.to_string()));
+                let (n, _) = drain(run).await;
+                let secs = start.elapsed().as_secs_f64();
+                println!(
+                    "RESULT ad-source, Samba lab (LDAPS)|{n}|{secs:.3}|{}|users+groups, incl. group-index pass",
+                    vm_hwm_kib(None).unwrap_or(0)
+                );
+            }
+            "100k" | "1m" => {
+                let users: u64 = if case == "100k" { 100_000 } else { 1_000_000 };
+                let directory = ad_testkit::Directory::generated(ad_testkit::GeneratedOptions {
+                    users,
+                    ..Default::default()
+                });
+                let server = ad_testkit::TestServer::start(directory.clone(), ad_testkit::ServerOptions::default())
+                    .unwrap_or_else(|e| fail(&e.to_string()));
+                let mut config = SourceConfig::new(
+                    server.url(),
+                    ad_testkit::SERVICE_ACCOUNT_UPN,
+                    SecretString::from(ad_testkit::SERVICE_ACCOUNT_PASSWORD),
+                );
+                config.starttls = false;
+                config.allow_plain_ldap = true;
+                let source = Source::new(config).unwrap_or_else(|e| fail(&e.to_string()));
+                let base_rss = vm_hwm_kib(None).unwrap_or(0);
+                let start = Instant::now();
+                let run = source.full_snapshot().await.unwrap_or_else(|e| fail(&e.to_string()));
+                let (n, checkpoint) = drain(run).await;
+                let full = start.elapsed().as_secs_f64();
+                println!(
+                    "RESULT ad-source, testkit {case}|{n}|{full:.3}|{}|server in-process (VmHWM before the read {base_rss} KiB); threads: {}",
+                    vm_hwm_kib(None).unwrap_or(0),
+                    cpu_note()
+                );
+                if users == 100_000 {
+                    let container = ad_testkit::generated_container(ad_testkit::BASE_DN);
+                    for i in 0..10u64 {
+                        let sam = format!("(sAMAccountName=u{:07})", i * 9_973);
+                        if let Some(e) = directory
+                            .search(&container, ad_testkit::Scope::OneLevel, &sam, false)
+                            .ok()
+                            .and_then(|v| v.into_iter().next())
+                        {
+                            let _ = directory.modify(
+                                e.dn(),
+                                [ad_testkit::Modification::replace("title", ["Changed"])],
+                            );
+                        }
+                    }
+                    let start = Instant::now();
+                    let outcome = source.changes_since(&checkpoint).await.unwrap_or_else(|e| fail(&e.to_string()));
+                    let DeltaOutcome::Changes(run) = outcome else {
+                        fail("full sync required?")
+                    };
+                    let (d, _) = drain(run).await;
+                    let delta = start.elapsed().as_secs_f64();
+                    println!(
+                        "RESULT ad-source delta, 10 changes in testkit 100k|{d}|{delta:.3}|{}|{:.2}% of the full read's time",
+                        vm_hwm_kib(None).unwrap_or(0),
+                        100.0 * delta / full
+                    );
+                }
+                server.shutdown();
+            }
+            other => {
+                eprintln!("unknown case {other}");
+                std::process::exit(2)
+            }
+        }
+    });
+}
+
+fn ldapsearch_row() {
+    let (Some(url), Some(bind), Some(pw), Some(ca), Some(base)) = (
+        env("ADLAB_LDAPS_URL"),
+        env("ADLAB_ADMIN_BIND"),
+        env("ADLAB_ADMIN_PASSWORD"),
+        env("ADLAB_CA_FILE"),
+        env("ADLAB_BASE_DN"),
+    ) else {
+        return;
+    };
+    let mut entries = 0u64;
+    let mut peak = 0u64;
+    let start = Instant::now();
+    for (filter, attrs) in [
+        (ad_source::config::DEFAULT_GROUP_FILTER, Group::ATTRIBUTES),
+        (ad_source::config::DEFAULT_USER_FILTER, User::ATTRIBUTES),
+    ] {
+        let mut cmd = Command::new("ldapsearch");
+        cmd.env("LDAPTLS_CACERT", &ca)
+            .args([
+                "-x",
+                "-LLL",
+                "-H",
+                &url,
+                "-D",
+                &bind,
+                "-w",
+                &pw,
+                "-b",
+                &base,
+                "-E",
+                "pr=1000/noprompt",
+                filter,
+            ])
+            .args(attrs)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let Ok(mut child) = cmd.spawn() else {
+            println!("RESULT ldapsearch (Samba lab)|0|0|0|ldapsearch not installed");
+            return;
+        };
+        let pid = child.id();
+        let stdout = child.stdout.take();
+        let counter = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut n = 0u64;
+            if let Some(out) = stdout {
+                for line in std::io::BufReader::new(out)
+                    .split(b'\n')
+                    .map_while(Result::ok)
+                {
+                    if line.starts_with(b"dn:") {
+                        n += 1;
+                    }
+                }
+            }
+            n
+        });
+        loop {
+            if let Some(hwm) = vm_hwm_kib(Some(pid)) {
+                peak = peak.max(hwm);
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        entries += counter.join().unwrap_or(0);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "RESULT ldapsearch -E pr=1000/noprompt (Samba lab)|{entries}|{secs:.3}|{peak}|same filters and attributes, output to a pipe"
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("child") => return child(args.get(2).map(String::as_str).unwrap_or("")),
+        Some("child-ldapsearch") => return ldapsearch_row(),
+        _ => {}
+    }
+    let which = args.get(1).cloned().unwrap_or_else(|| "all".to_owned());
+    let cases: Vec<&str> = match which.as_str() {
+        "all" => vec!["samba", "100k", "1m"],
+        "samba" => vec!["samba"],
+        "100k" => vec!["100k"],
+        "1m" => vec!["1m"],
+        _ => {
+            eprintln!("usage: bench [samba|100k|1m|all]");
+            std::process::exit(2)
+        }
+    };
+    let exe = std::env::current_exe().unwrap_or_else(|e| fail(&e.to_string()));
+    let mut rows = Vec::new();
+    for case in cases {
+        let mut runs: Vec<Vec<&str>> = Vec::new();
+        if case == "samba" {
+            // ldapsearch and ad-source over the same entries, one after the other, same run.
+            runs.push(vec!["child-ldapsearch"]);
+        }
+        runs.push(vec!["child", case]);
+        for run in runs {
+            let out = Command::new(&exe)
+                .args(&run)
+                .stderr(Stdio::inherit())
+                .output()
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                if let Some(rest) = line.strip_prefix("RESULT ") {
+                    rows.push(rest.to_owned());
+                }
+            }
+        }
+    }
+    println!();
+    println!("| case | entries | seconds | entries/s | peak RSS (MiB) | note |");
+    println!("|---|---:|---:|---:|---:|---|");
+    for row in rows {
+        let f: Vec<&str> = row.splitn(5, '|').collect();
+        let [name, n, secs, rss, note] = f[..] else {
+            continue;
+        };
+        let n: f64 = n.parse().unwrap_or(0.0);
+        let s: f64 = secs.parse().unwrap_or(0.0);
+        let rate = if s > 0.0 {
+            format!("{:.0}", n / s)
+        } else {
+            "-".into()
+        };
+        let rss = rss
+            .parse::<f64>()
+            .map(|k| format!("{:.1}", k / 1024.0))
+            .unwrap_or_else(|_| "-".into());
+        println!("| {name} | {n:.0} | {s:.2} | {rate} | {rss} | {note} |");
+    }
+}

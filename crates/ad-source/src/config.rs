@@ -1,0 +1,316 @@
+//! How to reach and read the directory: the `[source]` table of the connector's TOML.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::error::SourceError;
+
+/// The default filter for user accounts: people, not computers (which are `user` objects too).
+pub const DEFAULT_USER_FILTER: &str = "(&(objectCategory=person)(objectClass=user))";
+/// The default filter for groups (security and distribution).
+pub const DEFAULT_GROUP_FILTER: &str = "(objectCategory=group)";
+/// Windows AD's default `MaxPageSize`; never ask for more unless the server says it allows it.
+pub const DEFAULT_PAGE_SIZE: u32 = 1000;
+
+/// Where to search below the base DN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchScope {
+    /// Only the base entry itself.
+    Base,
+    /// Direct children of the base.
+    OneLevel,
+    /// The base and everything below it (the default).
+    #[default]
+    Subtree,
+}
+
+impl SearchScope {
+    pub(crate) fn to_ldap(self) -> ldap3::Scope {
+        match self {
+            SearchScope::Base => ldap3::Scope::Base,
+            SearchScope::OneLevel => ldap3::Scope::OneLevel,
+            SearchScope::Subtree => ldap3::Scope::Subtree,
+        }
+    }
+}
+
+/// Connection and search settings for one Active Directory domain.
+///
+/// Example (TOML):
+///
+/// ```toml
+/// url = "ldaps://dc1.corp.example.com"
+/// bind = "svc-sync@corp.example.com"
+/// password = "…"
+/// ca_file = "/etc/ad-connector/corp-ca.cer"
+/// base_dn = "OU=Corp,DC=corp,DC=example,DC=com"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The domain controller: `ldaps://host[:636]` (TLS from the first byte) or
+    /// `ldap://host[:389]` (upgraded with StartTLS unless `allow_plain_ldap`). Name one DC,
+    /// not the domain: change tracking is per DC.
+    pub url: String,
+    /// The account to bind as: a UPN (`svc-sync@corp.example.com`), a down-level name
+    /// (`CORP\svc-sync`) or a DN (`CN=svc-sync,OU=Service Accounts,DC=corp,…`).
+    pub bind: String,
+    /// The account's password. Never logged.
+    pub password: SecretString,
+    /// CA certificate(s) to verify the DC's certificate with, PEM or DER (`.cer`). When
+    /// absent, the operating system's trusted roots are used.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate. Only for a first test: the password can then be
+    /// intercepted. A warning is logged on every connection. Default `false`.
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
+    /// For `ldap://` URLs: upgrade the connection with StartTLS before binding. Default `true`.
+    #[serde(default = "default_true")]
+    pub starttls: bool,
+    /// Allow `ldap://` without StartTLS: the password and all data cross the network in
+    /// clear, and hardened DCs refuse the bind anyway. Default `false`.
+    #[serde(default)]
+    pub allow_plain_ldap: bool,
+    /// Where users and groups are searched. Default: the domain (`defaultNamingContext`).
+    #[serde(default)]
+    pub base_dn: Option<String>,
+    /// How deep to search below `base_dn`: `base`, `one_level` or `subtree` (default).
+    #[serde(default)]
+    pub scope: SearchScope,
+    /// LDAP filter selecting users. Default `(&(objectCategory=person)(objectClass=user))`.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// LDAP filter selecting groups. Default `(objectCategory=group)`.
+    #[serde(default = "default_group_filter")]
+    pub group_filter: String,
+    /// Entries per page (RFC 2696). Default 1000; capped to the server's `MaxPageSize`.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Seconds to wait for DNS, TCP, TLS and bind. Default 10.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait for any one server reply (each search page or entry). Default 120.
+    #[serde(default = "default_operation_timeout")]
+    pub operation_timeout_secs: u64,
+    /// Reconnect attempts after a dropped connection, per failure (reset once entries flow
+    /// again), with exponential backoff. Default 5; 0 disables reconnecting.
+    #[serde(default = "default_max_reconnects")]
+    pub max_reconnects: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_user_filter() -> String {
+    DEFAULT_USER_FILTER.to_owned()
+}
+fn default_group_filter() -> String {
+    DEFAULT_GROUP_FILTER.to_owned()
+}
+fn default_page_size() -> u32 {
+    DEFAULT_PAGE_SIZE
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_operation_timeout() -> u64 {
+    120
+}
+fn default_max_reconnects() -> u32 {
+    5
+}
+
+/// How the connection is protected, derived from `url`, `starttls` and `allow_plain_ldap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `ldaps://`: TLS from the first byte.
+    Ldaps,
+    /// `ldap://` upgraded with StartTLS before the bind.
+    StartTls,
+    /// `ldap://` in clear (only with `allow_plain_ldap`).
+    Plain,
+}
+
+/// Host and port parsed from the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Host name or IP address as written in the URL.
+    pub host: String,
+    /// TCP port (389 / 636 when not written).
+    pub port: u16,
+    /// How the connection is protected.
+    pub transport: Transport,
+}
+
+impl SourceConfig {
+    /// A configuration with every default and the three required settings.
+    pub fn new(url: impl Into<String>, bind: impl Into<String>, password: SecretString) -> Self {
+        SourceConfig {
+            url: url.into(),
+            bind: bind.into(),
+            password,
+            ca_file: None,
+            insecure_skip_tls_verify: false,
+            starttls: true,
+            allow_plain_ldap: false,
+            base_dn: None,
+            scope: SearchScope::Subtree,
+            user_filter: default_user_filter(),
+            group_filter: default_group_filter(),
+            page_size: DEFAULT_PAGE_SIZE,
+            connect_timeout_secs: default_connect_timeout(),
+            operation_timeout_secs: default_operation_timeout(),
+            max_reconnects: default_max_reconnects(),
+        }
+    }
+
+    /// Check the settings and work out host, port and transport.
+    pub fn endpoint(&self) -> Result<Endpoint, SourceError> {
+        let config = |message: String| SourceError::Config { message };
+        let url = url::Url::parse(&self.url).map_err(|e| {
+            config(format!(
+                "url {:?} is not an LDAP URL ({e}); write ldaps://dc1.example.com or ldap://dc1.example.com",
+                self.url
+            ))
+        })?;
+        let host = match url.host() {
+            Some(url::Host::Ipv6(addr)) => addr.to_string(),
+            Some(host) => host.to_string(),
+            None => {
+                return Err(config(format!(
+                    "url {:?} names no host; write ldaps://dc1.example.com",
+                    self.url
+                )));
+            }
+        };
+        let (transport, default_port) = match url.scheme() {
+            "ldaps" => (Transport::Ldaps, 636),
+            "ldap" if self.starttls => (Transport::StartTls, 389),
+            "ldap" if self.allow_plain_ldap => (Transport::Plain, 389),
+            "ldap" => {
+                return Err(config(format!(
+                    "url {} is plain LDAP with starttls = false: the password would cross the network in clear; use ldaps://, set starttls = true, or set allow_plain_ldap = true if you really mean it",
+                    self.url
+                )));
+            }
+            other => {
+                return Err(config(format!(
+                    "url scheme {other:?} is not supported; use ldaps:// (port 636) or ldap:// with StartTLS (port 389)"
+                )));
+            }
+        };
+        if self.bind.trim().is_empty() {
+            return Err(config(
+                "bind is empty; give the service account as a UPN (svc@corp.example.com), CORP\\svc or a DN".to_owned(),
+            ));
+        }
+        if self.page_size == 0 {
+            return Err(config(
+                "page_size is 0; use 1000 (the AD default MaxPageSize) or less".to_owned(),
+            ));
+        }
+        for (name, filter) in [
+            ("user_filter", &self.user_filter),
+            ("group_filter", &self.group_filter),
+        ] {
+            if ldap3::parse_filter(filter).is_err() {
+                return Err(config(format!(
+                    "{name} {filter:?} is not a valid LDAP filter (RFC 4515); check the parentheses"
+                )));
+            }
+        }
+        Ok(Endpoint {
+            host,
+            port: url.port().unwrap_or(default_port),
+            transport,
+        })
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs.max(1))
+    }
+
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        Duration::from_secs(self.operation_timeout_secs.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Result<SourceConfig, toml::de::Error> {
+        toml::from_str(toml_text)
+    }
+
+    #[test]
+    fn defaults_are_ad_correct() {
+        let c = parse(
+            "url = \"ldaps://dc1.corp.example.test\"\nbind = \"svc@corp\"\npassword = \"x\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.user_filter, DEFAULT_USER_FILTER);
+        assert_eq!(c.group_filter, DEFAULT_GROUP_FILTER);
+        assert_eq!(c.page_size, 1000);
+        assert!(c.starttls);
+        assert!(!c.allow_plain_ldap);
+        assert!(!c.insecure_skip_tls_verify);
+        assert_eq!(c.scope, SearchScope::Subtree);
+        let e = c.endpoint().unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.transport),
+            ("dc1.corp.example.test", 636, Transport::Ldaps)
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = parse("url = \"ldaps://x\"\nbind = \"b\"\npassword = \"p\"\npagesize = 5\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("pagesize"), "{err}");
+    }
+
+    #[test]
+    fn password_is_not_in_debug() {
+        let c = SourceConfig::new("ldaps://x", "b", SecretString::from("hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn transports() {
+        let mut c = SourceConfig::new("ldap://127.0.0.2", "b", SecretString::from("p"));
+        assert_eq!(c.endpoint().unwrap().transport, Transport::StartTls);
+        assert_eq!(c.endpoint().unwrap().port, 389);
+        c.starttls = false;
+        let err = c.endpoint().unwrap_err().to_string();
+        assert!(err.contains("in clear"), "{err}");
+        c.allow_plain_ldap = true;
+        assert_eq!(c.endpoint().unwrap().transport, Transport::Plain);
+        c.url = "http://x".into();
+        assert!(
+            c.endpoint()
+                .unwrap_err()
+                .to_string()
+                .contains("not supported")
+        );
+        c.url = "ldaps://[::1]:1636".into();
+        let e = c.endpoint().unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 1636));
+    }
+
+    #[test]
+    fn bad_filter_is_a_sentence() {
+        let mut c = SourceConfig::new("ldaps://x", "b", SecretString::from("p"));
+        c.user_filter = "(&(objectClass=user)".into();
+        let err = c.endpoint().unwrap_err().to_string();
+        assert!(
+            err.contains("user_filter") && err.contains("not a valid LDAP filter"),
+            "{err}"
+        );
+    }
+}

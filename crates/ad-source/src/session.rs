@@ -1,0 +1,223 @@
+//! A session: one bound connection to one pinned DC, reconnected with bounded backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ad_model::Guid;
+
+use crate::config::SourceConfig;
+use crate::connection::{self, Connection};
+use crate::error::SourceError;
+use crate::root_dse::{self, RootDse};
+
+/// Counters of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    /// User events emitted.
+    pub users: u64,
+    /// Group events emitted.
+    pub groups: u64,
+    /// Delete events emitted.
+    pub deleted: u64,
+    /// Entries skipped (malformed, undecodable): each also produced a `Skipped` event.
+    pub skipped: u64,
+    /// Attribute-level decode warnings (fields left empty).
+    pub decode_warnings: u64,
+    /// Continuation references (referrals) received and ignored.
+    pub referrals_ignored: u64,
+    /// Result pages read.
+    pub pages: u64,
+    /// Reconnects after a dropped connection or a busy DC.
+    pub reconnects: u64,
+    /// Entries received again after a restarted search and not re-emitted.
+    pub duplicates_suppressed: u64,
+    /// Follow-up reads for ranged attributes (`member;range=…`).
+    pub range_fetches: u64,
+    /// Extra reads to resolve groups outside the group index (by DN or primary group RID).
+    pub group_lookups: u64,
+}
+
+/// Base delay between reconnect attempts (doubles per attempt, capped at 10 s).
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// One bound connection plus what is needed to replace it.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) config: Arc<SourceConfig>,
+    pub(crate) conn: Connection,
+    /// The DC identity every reconnect must find again.
+    pub(crate) pin: (String, Guid),
+    /// The rootDSE read at the start.
+    pub(crate) root: RootDse,
+    /// Page size actually used (configured, capped by the server's MaxPageSize).
+    pub(crate) page_size: u32,
+    pub(crate) counters: Counters,
+}
+
+impl Session {
+    /// Connect, bind and read the rootDSE.
+    pub(crate) async fn open(config: Arc<SourceConfig>) -> Result<Session, SourceError> {
+        // A DC that is busy or drops the first connection gets the same bounded retries as a
+        // drop mid-read; a refused or unreachable port, DNS, TLS and bind errors fail at once.
+        let mut attempt = 0u32;
+        let (conn, root) = loop {
+            let opened = async {
+                let conn = connection::connect(&config).await?;
+                let root = root_dse::read(&conn).await?;
+                Ok::<_, SourceError>((conn, root))
+            }
+            .await;
+            match opened {
+                Ok(pair) => break pair,
+                Err(e)
+                    if attempt < config.max_reconnects
+                        && e.is_transient()
+                        && !matches!(
+                            e,
+                            SourceError::ConnectionRefused { .. }
+                                | SourceError::ConnectTimeout { .. }
+                        ) =>
+                {
+                    attempt += 1;
+                    let delay = BACKOFF_BASE
+                        .saturating_mul(1u32 << (attempt - 1).min(10))
+                        .min(BACKOFF_MAX);
+                    tracing::warn!(error = %e, attempt, "retrying the first connection");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let page_size = effective_page_size(config.page_size, root.max_page_size);
+        Ok(Session {
+            pin: (root.dns_host_name.clone(), root.invocation_id),
+            root,
+            page_size,
+            config,
+            conn,
+            counters: Counters {
+                reconnects: u64::from(attempt),
+                ..Counters::default()
+            },
+        })
+    }
+
+    /// The domain root (defaultNamingContext).
+    pub(crate) fn domain_dn(&self) -> &str {
+        &self.root.default_naming_context
+    }
+
+    /// Where users and groups are searched.
+    pub(crate) fn base_dn(&self) -> String {
+        self.config
+            .base_dn
+            .clone()
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or_else(|| self.root.default_naming_context.clone())
+    }
+
+    /// Replace the connection after `last` (a transient error). `attempt` starts at 1;
+    /// returns an error once `max_reconnects` attempts are used up.
+    pub(crate) async fn reconnect(
+        &mut self,
+        operation: &str,
+        last: SourceError,
+        attempt: u32,
+    ) -> Result<(), SourceError> {
+        let max = self.config.max_reconnects;
+        let mut last = last;
+        let mut attempt = attempt;
+        loop {
+            if attempt > max {
+                return Err(SourceError::ReconnectsExhausted {
+                    host: self.conn.host().to_owned(),
+                    attempts: max,
+                    operation: operation.to_owned(),
+                    last: last.to_string(),
+                });
+            }
+            let delay = BACKOFF_BASE
+                .saturating_mul(1u32 << (attempt - 1).min(10))
+                .min(BACKOFF_MAX);
+            tracing::warn!(
+                host = %self.conn.host(), attempt, max, delay_ms = delay.as_millis() as u64,
+                error = %last, "reconnecting during {operation}"
+            );
+            tokio::time::sleep(delay).await;
+            self.counters.reconnects += 1;
+            match self.try_reconnect().await {
+                Ok(()) => return Ok(()),
+                Err(e @ SourceError::DcChanged { .. }) => return Err(e),
+                Err(e) if e.is_transient() => {
+                    last = e;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// [`read_one`](crate::root_dse::read_one) that reconnects on transient failures.
+    pub(crate) async fn read_one_retrying(
+        &mut self,
+        dn: &str,
+        scope: ldap3::Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Option<ad_model::RawEntry>, SourceError> {
+        let mut attempt = 1;
+        loop {
+            match root_dse::read_one(&self.conn, dn, scope, filter, attrs).await {
+                Ok(found) => return Ok(found),
+                Err(e) if e.is_transient() => {
+                    self.reconnect(&format!("the read of {dn}"), e, attempt)
+                        .await?;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn try_reconnect(&mut self) -> Result<(), SourceError> {
+        let conn = connection::connect(&self.config).await?;
+        let root = root_dse::read(&conn).await?;
+        if !root.dns_host_name.eq_ignore_ascii_case(&self.pin.0) || root.invocation_id != self.pin.1
+        {
+            return Err(SourceError::DcChanged {
+                url: self.config.url.clone(),
+                expected: format!("{} (invocationId {})", self.pin.0, self.pin.1),
+                found: format!(
+                    "{} (invocationId {})",
+                    root.dns_host_name, root.invocation_id
+                ),
+            });
+        }
+        let old = std::mem::replace(&mut self.conn, conn);
+        drop(old);
+        Ok(())
+    }
+}
+
+/// The configured page size, never above the server's limit (AD default 1000 when unknown).
+pub(crate) fn effective_page_size(configured: u32, server_max: Option<u32>) -> u32 {
+    let limit = server_max
+        .filter(|m| *m > 0)
+        .unwrap_or(crate::config::DEFAULT_PAGE_SIZE);
+    configured.clamp(1, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_is_capped() {
+        assert_eq!(effective_page_size(1000, None), 1000);
+        assert_eq!(effective_page_size(5000, None), 1000);
+        assert_eq!(effective_page_size(5000, Some(2000)), 2000);
+        assert_eq!(effective_page_size(200, Some(1000)), 200);
+        assert_eq!(effective_page_size(0, Some(0)), 1);
+    }
+}

@@ -1,0 +1,699 @@
+//! The sync engine: full snapshots and deltas as a bounded stream of events.
+
+use std::sync::Arc;
+
+use ad_model::{Decoded, Deleted, Group, ObjectKind, RawEntry, User};
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::checkpoint::Checkpoint;
+use crate::config::SourceConfig;
+use crate::error::SourceError;
+use crate::membership::{GroupIndex, GroupInfo, INDEX_ATTRIBUTES};
+use crate::paging::{Item, PagedReader, SearchSpec, show_deleted_control};
+use crate::range::complete_ranges;
+use crate::root_dse::{RootDse, SHOW_DELETED_OID};
+use crate::session::{Counters, Session};
+
+/// Events in flight between the reader and the consumer. Small: memory stays flat.
+pub const EVENT_BUFFER: usize = 256;
+
+/// One thing the source found.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub enum SourceEvent {
+    /// A user (full snapshot: every user in scope; delta: created, changed, renamed or moved
+    /// into scope). `record.groups` holds the resolved memberships incl. the primary group.
+    User(Decoded<User>),
+    /// A group, with its complete `members` and resolved parent `groups`.
+    Group(Decoded<Group>),
+    /// A deleted user or group (delta only), keyed by `object_guid`.
+    Deleted(Deleted),
+    /// An entry that could not be read; the run continued without it.
+    Skipped {
+        /// The entry's DN (as far as it could be read).
+        dn: String,
+        /// Why, as a sentence.
+        reason: String,
+    },
+    /// Something the operator should know; the run continued.
+    Warning {
+        /// The sentence.
+        message: String,
+    },
+}
+
+/// Whether a run is a full snapshot or a delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// Every user and group in scope.
+    Full,
+    /// Changes since a checkpoint.
+    Delta,
+}
+
+/// How a finished run ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SyncSummary {
+    /// Full or delta.
+    pub kind: RunKind,
+    /// Store this (after delivering every event) and pass it to the next
+    /// [`Source::changes_since`].
+    pub checkpoint: Checkpoint,
+    /// What happened.
+    pub counters: Counters,
+}
+
+/// A running sync: read events with [`SyncRun::next_event`] until `None`, then call
+/// [`SyncRun::finish`] for the checkpoint. If `finish` returns an error, the events read are
+/// incomplete and the checkpoint must not advance.
+#[derive(Debug)]
+pub struct SyncRun {
+    events: mpsc::Receiver<SourceEvent>,
+    task: JoinHandle<Result<SyncSummary, SourceError>>,
+    /// The rootDSE read at the start of the run.
+    pub root_dse: RootDse,
+}
+
+impl SyncRun {
+    /// The next event, or `None` when the reader is done (successfully or not).
+    pub async fn next_event(&mut self) -> Option<SourceEvent> {
+        self.events.recv().await
+    }
+
+    /// Wait for the reader and return the summary. Events not read yet are dropped, and a
+    /// reader still producing is cancelled (an error).
+    pub async fn finish(self) -> Result<SyncSummary, SourceError> {
+        drop(self.events);
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(SourceError::Internal(format!(
+                "the reader task failed: {e}"
+            ))),
+        }
+    }
+}
+
+/// The result of [`Source::changes_since`].
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // returned once per delta; boxing buys nothing
+pub enum DeltaOutcome {
+    /// The checkpoint is valid on this DC: here are the changes.
+    Changes(SyncRun),
+    /// The checkpoint cannot be continued; run [`Source::full_snapshot`].
+    FullSyncRequired {
+        /// Why, as a sentence.
+        reason: String,
+    },
+}
+
+/// The directory reader.
+#[derive(Debug, Clone)]
+pub struct Source {
+    config: Arc<SourceConfig>,
+}
+
+impl Source {
+    /// Check the configuration (URL, transport, filters) and keep it.
+    pub fn new(config: SourceConfig) -> Result<Source, SourceError> {
+        config.endpoint()?;
+        Ok(Source {
+            config: Arc::new(config),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SourceConfig {
+        &self.config
+    }
+
+    /// Connect, bind and read the rootDSE (invocationId, domain SID, MaxPageSize included).
+    pub async fn root_dse(&self) -> Result<RootDse, SourceError> {
+        let session = Session::open(self.config.clone()).await?;
+        let root = session.root.clone();
+        session.conn.close().await;
+        Ok(root)
+    }
+
+    /// Read every group, then every user, in scope. The checkpoint's USN is the DC's
+    /// `highestCommittedUSN` read before anything else (H0). Connection, TLS and bind errors
+    /// are returned here; errors during the read end the event stream and come from
+    /// [`SyncRun::finish`].
+    pub async fn full_snapshot(&self) -> Result<SyncRun, SourceError> {
+        let session = Session::open(self.config.clone()).await?;
+        Ok(spawn_run(session, RunKind::Full, None))
+    }
+
+    /// Read what changed since `checkpoint` on the same DC: changed groups (with full member
+    /// lists), changed users, and deletions (tombstones). Returns
+    /// [`DeltaOutcome::FullSyncRequired`] if the URL now leads to another DC or the DC's
+    /// database was restored (invocationId changed), or its USN went backwards.
+    pub async fn changes_since(
+        &self,
+        checkpoint: &Checkpoint,
+    ) -> Result<DeltaOutcome, SourceError> {
+        let session = Session::open(self.config.clone()).await?;
+        if let Some(reason) = full_sync_reason(&session.root, checkpoint) {
+            session.conn.close().await;
+            return Ok(DeltaOutcome::FullSyncRequired { reason });
+        }
+        Ok(DeltaOutcome::Changes(spawn_run(
+            session,
+            RunKind::Delta,
+            Some(checkpoint.usn),
+        )))
+    }
+}
+
+impl Source {
+    /// Read the users at these DNs (base searches with the user filter), with resolved
+    /// groups and primary group, as a delta would return them.
+    ///
+    /// This is how a consumer re-reads the members added to or removed from a changed group:
+    /// AD does not bump a user's `uSNChanged` when only its group membership changes, so a
+    /// delta reports the group alone. DNs that no longer exist, are outside `base_dn`, or do
+    /// not match the user filter are left out.
+    pub async fn read_users(&self, dns: &[String]) -> Result<Vec<Decoded<User>>, SourceError> {
+        if dns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut session = Session::open(self.config.clone()).await?;
+        let result = read_users_in(&mut session, dns).await;
+        let conn = session.conn.clone();
+        conn.close().await;
+        result
+    }
+}
+
+async fn read_users_in(
+    session: &mut Session,
+    dns: &[String],
+) -> Result<Vec<Decoded<User>>, SourceError> {
+    let base = session.base_dn();
+    let now = Utc::now();
+    let mut index = GroupIndex::new(session.root.domain_sid);
+    let spec = SearchSpec {
+        base: base.clone(),
+        scope: session.config.scope.to_ldap(),
+        filter: session.config.group_filter.clone(),
+        attrs: INDEX_ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect(),
+        show_deleted: false,
+        what: "the group index",
+    };
+    let mut reader = PagedReader::new(session, spec);
+    while let Some(item) = reader.next(session).await? {
+        if let Item::Entry(entry) = item {
+            index.insert(GroupInfo::from_entry(&entry));
+        }
+    }
+    let mut users = Vec::with_capacity(dns.len());
+    for dn in dns.iter().filter(|dn| within(dn, &base)) {
+        let spec = SearchSpec {
+            base: dn.clone(),
+            scope: ldap3::Scope::Base,
+            filter: session.config.user_filter.clone(),
+            attrs: User::ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect(),
+            show_deleted: false,
+            what: "a member of a changed group",
+        };
+        let mut reader = PagedReader::new(session, spec);
+        loop {
+            let item = match reader.next(session).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                // Gone since the group was read (deleted or renamed): nothing to re-send.
+                Err(SourceError::Search {
+                    result_code: 32, ..
+                }) => break,
+                Err(e) => return Err(e),
+            };
+            let Item::Entry(mut entry) = item else {
+                continue;
+            };
+            if complete_ranges(session, &mut entry).await.is_err() {
+                continue;
+            }
+            let Ok(mut decoded) = decode_user(&entry, now) else {
+                continue;
+            };
+            let primary = match (
+                decoded.record.primary_group_id,
+                decoded.record.primary_group_sid,
+            ) {
+                (Some(rid), Some(sid)) => Some((rid, sid)),
+                _ => None,
+            };
+            index
+                .fill_missing(session, &decoded.record.member_of, primary)
+                .await?;
+            decoded.record.groups = index.resolve(&decoded.record.member_of, primary);
+            users.push(decoded);
+        }
+    }
+    Ok(users)
+}
+
+/// Why a checkpoint cannot be continued on the DC described by `root`, if it cannot.
+pub fn full_sync_reason(root: &RootDse, checkpoint: &Checkpoint) -> Option<String> {
+    if !root.dns_host_name.eq_ignore_ascii_case(&checkpoint.dc_host) {
+        return Some(format!(
+            "the checkpoint was taken on {} but the configured URL now reaches {}; uSNChanged values are per domain controller, so a full sync is required (point url at one DC to avoid this)",
+            checkpoint.dc_host, root.dns_host_name
+        ));
+    }
+    if root.invocation_id != checkpoint.invocation_id {
+        return Some(format!(
+            "the database of {} has a new invocationId ({} instead of {}): the DC was restored from backup or rebuilt, so changes since the checkpoint cannot be trusted and a full sync is required",
+            root.dns_host_name, root.invocation_id, checkpoint.invocation_id
+        ));
+    }
+    if root.highest_committed_usn < checkpoint.usn {
+        return Some(format!(
+            "the highestCommittedUSN of {} ({}) is below the checkpoint's USN ({}): the DC's database went back in time, so a full sync is required",
+            root.dns_host_name, root.highest_committed_usn, checkpoint.usn
+        ));
+    }
+    None
+}
+
+fn spawn_run(session: Session, kind: RunKind, since: Option<u64>) -> SyncRun {
+    let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+    let root_dse = session.root.clone();
+    let task = tokio::spawn(async move {
+        let mut session = session;
+        let result = run(&mut session, kind, since, &tx).await;
+        let conn = session.conn.clone();
+        conn.close().await;
+        result
+    });
+    SyncRun {
+        events: rx,
+        task,
+        root_dse,
+    }
+}
+
+struct Emitter<'a> {
+    tx: &'a mpsc::Sender<SourceEvent>,
+}
+
+impl Emitter<'_> {
+    async fn send(&self, event: SourceEvent) -> Result<(), SourceError> {
+        self.tx
+            .send(event)
+            .await
+            .map_err(|_| SourceError::Cancelled)
+    }
+}
+
+async fn run(
+    session: &mut Session,
+    kind: RunKind,
+    since: Option<u64>,
+    tx: &mpsc::Sender<SourceEvent>,
+) -> Result<SyncSummary, SourceError> {
+    let out = Emitter { tx };
+    let checkpoint = Checkpoint {
+        dc_host: session.root.dns_host_name.clone(),
+        invocation_id: session.root.invocation_id,
+        usn: session.root.highest_committed_usn,
+    };
+    let now = Utc::now();
+    let base = session.base_dn();
+    let scope = session.config.scope.to_ldap();
+    let changed = |filter: &str| match since {
+        Some(usn) => format!("(&{filter}(uSNChanged>={}))", usn.saturating_add(1)),
+        None => filter.to_owned(),
+    };
+
+    // 1. The group index (every group in scope, three attributes each).
+    let mut index = GroupIndex::new(session.root.domain_sid);
+    let spec = SearchSpec {
+        base: base.clone(),
+        scope,
+        filter: session.config.group_filter.clone(),
+        attrs: INDEX_ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect(),
+        show_deleted: false,
+        what: "the group index",
+    };
+    let mut reader = PagedReader::new(session, spec);
+    while let Some(item) = reader.next(session).await? {
+        if let Item::Entry(entry) = item {
+            index.insert(GroupInfo::from_entry(&entry));
+        }
+    }
+
+    // 2. Groups (all, or changed), complete member lists.
+    let spec = SearchSpec {
+        base: base.clone(),
+        scope,
+        filter: changed(&session.config.group_filter),
+        attrs: Group::ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect(),
+        show_deleted: false,
+        what: "groups",
+    };
+    let mut reader = PagedReader::new(session, spec);
+    while let Some(item) = reader.next(session).await? {
+        let Some(mut entry) = readable(session, item, &out).await? else {
+            continue;
+        };
+        if let Err(reason) = ranges(session, &mut entry).await? {
+            skip(session, &out, entry.dn(), reason).await?;
+            continue;
+        }
+        match Group::from_entry(&entry) {
+            Ok(mut decoded) => {
+                index
+                    .fill_missing(session, &decoded.record.member_of, None)
+                    .await?;
+                decoded.record.groups = index.resolve(&decoded.record.member_of, None);
+                session.counters.groups += 1;
+                session.counters.decode_warnings += decoded.warnings.len() as u64;
+                out.send(SourceEvent::Group(decoded)).await?;
+            }
+            Err(e) => skip(session, &out, entry.dn(), e.to_string()).await?,
+        }
+    }
+
+    // 3. Users (all, or changed), with resolved groups and primary group.
+    let spec = SearchSpec {
+        base: base.clone(),
+        scope,
+        filter: changed(&session.config.user_filter),
+        attrs: User::ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect(),
+        show_deleted: false,
+        what: "users",
+    };
+    let mut reader = PagedReader::new(session, spec);
+    while let Some(item) = reader.next(session).await? {
+        let Some(mut entry) = readable(session, item, &out).await? else {
+            continue;
+        };
+        if let Err(reason) = ranges(session, &mut entry).await? {
+            skip(session, &out, entry.dn(), reason).await?;
+            continue;
+        }
+        match decode_user(&entry, now) {
+            Ok(mut decoded) => {
+                let primary = match (
+                    decoded.record.primary_group_id,
+                    decoded.record.primary_group_sid,
+                ) {
+                    (Some(rid), Some(sid)) => Some((rid, sid)),
+                    _ => None,
+                };
+                index
+                    .fill_missing(session, &decoded.record.member_of, primary)
+                    .await?;
+                decoded.record.groups = index.resolve(&decoded.record.member_of, primary);
+                session.counters.users += 1;
+                session.counters.decode_warnings += decoded.warnings.len() as u64;
+                out.send(SourceEvent::User(decoded)).await?;
+            }
+            Err(e) => skip(session, &out, entry.dn(), e.to_string()).await?,
+        }
+    }
+
+    // 4. Deletions (delta only).
+    if let Some(usn) = since {
+        read_tombstones(session, usn, &base, &out).await?;
+    }
+
+    Ok(SyncSummary {
+        kind,
+        checkpoint,
+        counters: session.counters,
+    })
+}
+
+fn decode_user(
+    entry: &RawEntry,
+    now: DateTime<Utc>,
+) -> Result<Decoded<User>, ad_model::EntryError> {
+    User::from_entry(entry, now)
+}
+
+async fn readable(
+    session: &mut Session,
+    item: Item,
+    out: &Emitter<'_>,
+) -> Result<Option<RawEntry>, SourceError> {
+    match item {
+        Item::Entry(entry) => Ok(Some(entry)),
+        Item::Malformed(m) => {
+            skip(session, out, &m.dn, m.reason).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Complete ranged attributes. `Ok(Err(reason))`: this entry cannot be read completely.
+async fn ranges(
+    session: &mut Session,
+    entry: &mut RawEntry,
+) -> Result<Result<(), String>, SourceError> {
+    match complete_ranges(session, entry).await {
+        Ok(()) => Ok(Ok(())),
+        Err(e)
+            if e.is_transient()
+                || matches!(
+                    e,
+                    SourceError::ReconnectsExhausted { .. } | SourceError::DcChanged { .. }
+                ) =>
+        {
+            Err(e)
+        }
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+async fn skip(
+    session: &mut Session,
+    out: &Emitter<'_>,
+    dn: &str,
+    reason: String,
+) -> Result<(), SourceError> {
+    tracing::warn!(%dn, %reason, "entry skipped");
+    session.counters.skipped += 1;
+    out.send(SourceEvent::Skipped {
+        dn: dn.to_owned(),
+        reason,
+    })
+    .await
+}
+
+/// Attributes read from tombstones.
+const TOMBSTONE_ATTRIBUTES: &[&str] = &[
+    "objectGUID",
+    "objectSid",
+    "objectClass",
+    "sAMAccountName",
+    "uSNChanged",
+    "isDeleted",
+    "lastKnownParent",
+];
+
+fn within(dn: &str, base: &str) -> bool {
+    let dn = dn.to_ascii_lowercase();
+    let base = base.to_ascii_lowercase();
+    dn == base || dn.ends_with(&format!(",{base}"))
+}
+
+async fn read_tombstones(
+    session: &mut Session,
+    usn: u64,
+    base: &str,
+    out: &Emitter<'_>,
+) -> Result<(), SourceError> {
+    let domain = session.domain_dn().to_owned();
+    let host = session.conn.host().to_owned();
+    let account = session.config.bind.clone();
+    let no_rights = |detail: &str| {
+        format!(
+            "deletions are not reported: {account} cannot read CN=Deleted Objects,{domain} on {host} ({detail}); grant it List Contents and Read Property on that container (dsacls \"CN=Deleted Objects,{domain}\" /takeownership, then /G \"<account>:LCRP\"), or rely on periodic full syncs to find deleted users"
+        )
+    };
+    if !session.root.supported_controls.is_empty() && !session.root.supports(SHOW_DELETED_OID) {
+        return out
+            .send(SourceEvent::Warning {
+                message: no_rights("the DC does not announce the Show Deleted control"),
+            })
+            .await;
+    }
+    // Is the Deleted Objects container visible at all? Without rights AD returns nothing
+    // (not an error), which would look like "no deletions".
+    let container = format!("CN=Deleted Objects,{domain}");
+    if !deleted_objects_visible(session, &container, ldap3::Scope::Base, out, &no_rights).await? {
+        return Ok(());
+    }
+    let spec = SearchSpec {
+        base: domain.clone(),
+        scope: ldap3::Scope::Subtree,
+        filter: format!(
+            "(&(isDeleted=TRUE)(uSNChanged>={})(|(objectClass=user)(objectClass=group)))",
+            usn.saturating_add(1)
+        ),
+        attrs: TOMBSTONE_ATTRIBUTES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        show_deleted: true,
+        what: "deleted objects",
+    };
+    let scoped = !base.eq_ignore_ascii_case(&domain);
+    let mut reader = PagedReader::new(session, spec);
+    let result: Result<(), SourceError> = async {
+        while let Some(item) = reader.next(session).await? {
+            let Some(entry) = readable(session, item, out).await? else {
+                continue;
+            };
+            if scoped {
+                let parent = entry
+                    .first("lastKnownParent")
+                    .and_then(|v| std::str::from_utf8(v).ok());
+                // A parent that is itself deleted (tree delete) says nothing about scope:
+                // report the deletion rather than risk missing it.
+                if let Some(parent) = parent.filter(|p| !p.to_ascii_uppercase().contains("ADEL:"))
+                    && !within(parent, base)
+                {
+                    continue;
+                }
+            }
+            match Deleted::from_entry(&entry) {
+                // Computers and other `user`-derived classes have no kind: not ours.
+                Ok(decoded) if decoded.record.kind.is_none() => {}
+                Ok(decoded) => {
+                    debug_assert!(matches!(
+                        decoded.record.kind,
+                        Some(ObjectKind::User | ObjectKind::Group)
+                    ));
+                    session.counters.deleted += 1;
+                    out.send(SourceEvent::Deleted(decoded.record)).await?;
+                }
+                Err(e) => skip(session, out, entry.dn(), e.to_string()).await?,
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        // Nothing deleted, or nothing visible? Tombstones readable at all tell them apart.
+        Ok(()) if session.counters.deleted == 0 => {
+            deleted_objects_visible(session, &container, ldap3::Scope::OneLevel, out, &no_rights)
+                .await
+                .map(|_| ())
+        }
+        Ok(()) => Ok(()),
+        Err(SourceError::Search {
+            result_code: 50 | 32 | 12 | 53,
+            reason,
+            ..
+        }) => {
+            out.send(SourceEvent::Warning {
+                message: no_rights(&reason),
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the account sees the Deleted Objects container (`Base`) or at least one tombstone
+/// in it (`OneLevel`); emits the warning when it does not.
+async fn deleted_objects_visible(
+    session: &mut Session,
+    container: &str,
+    scope: ldap3::Scope,
+    out: &Emitter<'_>,
+    no_rights: &(dyn Fn(&str) -> String + Sync),
+) -> Result<bool, SourceError> {
+    let host = session.conn.host().to_owned();
+    let mut ldap = session.conn.op();
+    ldap.with_controls(vec![show_deleted_control()]);
+    if !matches!(scope, ldap3::Scope::Base) {
+        ldap.with_search_options(ldap3::SearchOptions::new().sizelimit(1));
+    }
+    let filter = if matches!(scope, ldap3::Scope::Base) {
+        "(objectClass=*)"
+    } else {
+        "(isDeleted=TRUE)"
+    };
+    let detail = match ldap
+        .search(container, scope, filter, vec!["objectGUID"])
+        .await
+    {
+        Ok(result) if matches!(result.1.rc, 0 | 4) && !result.0.is_empty() => return Ok(true),
+        Ok(result) if matches!(result.1.rc, 0 | 4) => {
+            if matches!(scope, ldap3::Scope::Base) {
+                "the container is not visible to the account".to_owned()
+            } else {
+                "no tombstone at all is visible to the account, so either nothing was deleted within the tombstone lifetime or it lacks List Contents on the container".to_owned()
+            }
+        }
+        Ok(result) => crate::error::search_reason(result.1.rc, &result.1.text),
+        Err(e) => {
+            return Err(crate::connection::op_error(
+                e,
+                &host,
+                "the Deleted Objects check",
+                session.conn.op_timeout,
+            ));
+        }
+    };
+    out.send(SourceEvent::Warning {
+        message: no_rights(&detail),
+    })
+    .await?;
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(host: &str, inv: &str, usn: u64) -> RootDse {
+        RootDse {
+            dns_host_name: host.into(),
+            default_naming_context: "DC=x".into(),
+            configuration_naming_context: None,
+            highest_committed_usn: usn,
+            ds_service_name: "CN=NTDS Settings,CN=dc1".into(),
+            invocation_id: inv.parse().unwrap(),
+            supported_controls: vec![],
+            domain_sid: None,
+            max_page_size: None,
+        }
+    }
+
+    const INV: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
+    const INV2: &str = "11111111-8b86-d011-b42d-00c04fc964ff";
+
+    #[test]
+    fn full_sync_reasons() {
+        let cp = Checkpoint {
+            dc_host: "dc1.corp".into(),
+            invocation_id: INV.parse().unwrap(),
+            usn: 100,
+        };
+        assert_eq!(full_sync_reason(&root("DC1.corp", INV, 150), &cp), None);
+        let r = full_sync_reason(&root("dc2.corp", INV, 150), &cp).unwrap();
+        assert!(
+            r.contains("dc2.corp") && r.contains("full sync is required"),
+            "{r}"
+        );
+        let r = full_sync_reason(&root("dc1.corp", INV2, 150), &cp).unwrap();
+        assert!(r.contains("invocationId") && r.contains("restored"), "{r}");
+        let r = full_sync_reason(&root("dc1.corp", INV, 99), &cp).unwrap();
+        assert!(r.contains("back in time"), "{r}");
+    }
+
+    #[test]
+    fn scope_check() {
+        assert!(within("OU=Users,OU=Corp,DC=x", "ou=corp,dc=x"));
+        assert!(within("OU=Corp,DC=x", "OU=Corp,DC=x"));
+        assert!(!within("CN=Users,DC=x", "OU=Corp,DC=x"));
+        assert!(!within("OU=NotCorp,DC=x", "OU=Corp,DC=x"));
+    }
+}

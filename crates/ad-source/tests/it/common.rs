@@ -1,0 +1,72 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use ad_model::{Decoded, Deleted, Group, User};
+use ad_source::{Counters, Source, SourceError, SourceEvent, SyncRun, SyncSummary};
+
+/// Everything a run produced.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub users: Vec<Decoded<User>>,
+    pub groups: Vec<Decoded<Group>>,
+    pub deleted: Vec<Deleted>,
+    pub skipped: Vec<(String, String)>,
+    pub warnings: Vec<String>,
+}
+
+impl Collected {
+    pub fn user(&self, sam: &str) -> &User {
+        &self
+            .users
+            .iter()
+            .find(|u| u.record.sam_account_name.as_deref() == Some(sam))
+            .unwrap_or_else(|| panic!("user {sam} not read"))
+            .record
+    }
+
+    pub fn group(&self, name: &str) -> &Group {
+        &self
+            .groups
+            .iter()
+            .find(|g| g.record.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("group {name} not read"))
+            .record
+    }
+}
+
+pub async fn drain(mut run: SyncRun) -> (Collected, Result<SyncSummary, SourceError>) {
+    let mut c = Collected::default();
+    while let Some(event) = run.next_event().await {
+        match event {
+            SourceEvent::User(u) => c.users.push(u),
+            SourceEvent::Group(g) => c.groups.push(g),
+            SourceEvent::Deleted(d) => c.deleted.push(d),
+            SourceEvent::Skipped { dn, reason } => c.skipped.push((dn, reason)),
+            SourceEvent::Warning { message } => c.warnings.push(message),
+        }
+    }
+    (c, run.finish().await)
+}
+
+pub async fn full(source: &Source) -> (Collected, SyncSummary) {
+    let run = source.full_snapshot().await.expect("full snapshot starts");
+    let (c, summary) = drain(run).await;
+    (c, summary.expect("full snapshot finishes"))
+}
+
+pub fn no_duplicates(c: &Collected) {
+    let mut guids: Vec<_> = c.users.iter().map(|u| u.record.object_guid).collect();
+    guids.extend(c.groups.iter().map(|g| g.record.object_guid));
+    let n = guids.len();
+    guids.sort();
+    guids.dedup();
+    assert_eq!(guids.len(), n, "an entry was emitted twice");
+}
+
+pub fn counters_consistent(c: &Collected, counters: &Counters) {
+    assert_eq!(counters.users, c.users.len() as u64);
+    assert_eq!(counters.groups, c.groups.len() as u64);
+    assert_eq!(counters.deleted, c.deleted.len() as u64);
+    assert_eq!(counters.skipped, c.skipped.len() as u64);
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the in-process AD-like directory (`testkit`) always; the real Samba AD
+//! DC of `scripts/lab-dc` (`samba_lab`) with `--features samba-lab`.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[cfg(feature = "samba-lab")]
+mod samba_lab;
+mod testkit;
