@@ -20,8 +20,9 @@ use crate::pipeline::{self, CycleOptions, CycleReport};
 use crate::progress::Progress;
 use crate::state::State;
 
-/// Run the demo in `dir` (default: a new folder under `./ad-connector-demo`).
-pub async fn run(dir: Option<PathBuf>, users: usize) -> anyhow::Result<()> {
+/// Run the demo in `dir` (default: a new folder under `./ad-connector-demo`). With
+/// `scale`, serve that many generated users instead of the company and print throughput.
+pub async fn run(dir: Option<PathBuf>, users: usize, scale: Option<u64>) -> anyhow::Result<()> {
     let dir = dir.unwrap_or_else(|| {
         PathBuf::from("ad-connector-demo")
             .join(chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string())
@@ -30,6 +31,9 @@ pub async fn run(dir: Option<PathBuf>, users: usize) -> anyhow::Result<()> {
     let outbox = dir.join("outbox").join("changes.jsonl");
     let state_dir = dir.join("state");
 
+    if let Some(count) = scale {
+        return run_at_scale(&dir, &outbox, &state_dir, count).await;
+    }
     println!("ad-connector demo");
     println!(
         "  1. starting an in-process directory: a synthetic company of {users} users (every account state, nested groups, a group over 1,500 members)"
@@ -169,4 +173,112 @@ fn print_report(report: &CycleReport) {
         println!("     full because {reason}");
     }
     println!("     {}", report.summary());
+}
+
+/// The pipeline at scale: `count` generated users, a full sync, 10 changes, a delta.
+/// Prints one table (entries/s, seconds, peak RSS): the connector's benchmark.
+async fn run_at_scale(
+    dir: &std::path::Path,
+    outbox: &std::path::Path,
+    state_dir: &std::path::Path,
+    count: u64,
+) -> anyhow::Result<()> {
+    use ad_testkit::{Directory, GeneratedOptions};
+    use std::io::BufRead;
+
+    let directory = Directory::generated(GeneratedOptions {
+        users: count,
+        ..GeneratedOptions::default()
+    });
+    let server = TestServer::start(directory, ServerOptions::default())
+        .context("cannot start the in-process directory")?;
+    let mut source_config = SourceConfig::new(
+        server.url(),
+        SERVICE_ACCOUNT_UPN,
+        SecretString::from(SERVICE_ACCOUNT_PASSWORD),
+    );
+    source_config.starttls = false;
+    source_config.allow_plain_ldap = true;
+    let source = Source::new(source_config)?;
+    let sink = JsonlSink::new(JsonlConfig {
+        path: outbox.to_string_lossy().into_owned(),
+        rotate_bytes: 0,
+        ..JsonlConfig::default()
+    })?;
+    let mut state = State::open(state_dir)?;
+    let options = CycleOptions {
+        force_full: false,
+        full_sync_interval: std::time::Duration::from_secs(24 * 3600),
+        batch_size: 1000,
+        concurrency: 2,
+    };
+    let shutdown = crate::daemon::shutdown_token();
+    let progress = Progress::new(true);
+    let full =
+        pipeline::run_cycle(&source, &sink, &mut state, &options, &progress, &shutdown).await;
+    progress.finish();
+    let full = full?;
+    let rss_full = peak_rss_mib();
+
+    // Ten users changed, as an administrator would.
+    let file = std::fs::File::open(outbox)?;
+    let mut dns = Vec::new();
+    for line in std::io::BufReader::new(file).lines() {
+        let value: serde_json::Value = serde_json::from_str(&line?)?;
+        if value["kind"] == "user"
+            && let Some(dn) = value["record"]["dn"].as_str()
+        {
+            dns.push(dn.to_owned());
+        }
+        if dns.len() == 10 {
+            break;
+        }
+    }
+    for dn in &dns {
+        server
+            .directory()
+            .modify(dn, [Modification::replace("title", ["Benchmarked"])])?;
+    }
+    let progress = Progress::new(false);
+    let delta =
+        pipeline::run_cycle(&source, &sink, &mut state, &options, &progress, &shutdown).await?;
+    let rss_end = peak_rss_mib();
+
+    let entries = full.users + full.groups;
+    println!("| cycle | entries read | sent | seconds | entries/s | peak RSS (MiB) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| full, {count} generated users → JSONL | {entries} | {} | {:.2} | {:.0} | {} |",
+        full.upserts,
+        full.duration_secs,
+        entries as f64 / full.duration_secs.max(1e-9),
+        rss_full
+            .map(|m| format!("{m:.1}"))
+            .unwrap_or_else(|| "n/a".into())
+    );
+    println!(
+        "| delta after {} changes | {} | {} | {:.2} | – | {} |",
+        dns.len(),
+        delta.users + delta.groups,
+        delta.upserts,
+        delta.duration_secs,
+        rss_end
+            .map(|m| format!("{m:.1}"))
+            .unwrap_or_else(|| "n/a".into())
+    );
+    println!(
+        "delta / full time: {:.2}%   (the in-process directory, which serves from this process, is included in RSS and CPU)",
+        100.0 * delta.duration_secs / full.duration_secs.max(1e-9)
+    );
+    println!("outbox: {}  state: {}", outbox.display(), dir.display());
+    server.shutdown();
+    Ok(())
+}
+
+/// Peak resident set size of this process (VmHWM), in MiB, where /proc exists.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

@@ -119,6 +119,10 @@ enum Command {
         /// Users in the synthetic company.
         #[arg(long, default_value_t = 3000)]
         users: usize,
+        /// Benchmark mode: serve this many generated users instead of the company, run a
+        /// full sync and a delta after 10 changes, and print entries/s and peak memory.
+        #[arg(long, value_name = "USERS")]
+        scale: Option<u64>,
     },
 }
 
@@ -185,8 +189,8 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Demo { dir, users } => {
-            demo::run(dir.clone(), *users).await?;
+        Command::Demo { dir, users, scale } => {
+            demo::run(dir.clone(), *users, *scale).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Test { json } => {

@@ -80,7 +80,17 @@ impl Lab {
     /// Remove an OU and everything in it.
     fn remove_tree(&self, dn: &str) {
         let _ = Command::new("ldapdelete")
-            .args(["-x", "-r", "-H", &self.ldaps_url, "-D", &self.admin_bind, "-w", &self.admin_password, dn])
+            .args([
+                "-x",
+                "-r",
+                "-H",
+                &self.ldaps_url,
+                "-D",
+                &self.admin_bind,
+                "-w",
+                &self.admin_password,
+                dn,
+            ])
             .env("LDAPTLS_CACERT", &self.ca_pem)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -215,7 +225,12 @@ fn samba_lab_test_full_then_exact_delta() {
         .collect();
     assert_eq!(upserts.len(), 4, "{upserts:#?}\n{}", text(&delta));
     for i in [2, 3, 4, 6] {
-        assert!(upserts.iter().any(|dn| dn.starts_with(&format!("CN=delta User {i},"))), "{upserts:#?}");
+        assert!(
+            upserts
+                .iter()
+                .any(|dn| dn.starts_with(&format!("CN=delta User {i},"))),
+            "{upserts:#?}"
+        );
     }
     // The least-privilege account cannot read tombstones on Samba (as on a default AD):
     // the delta says so plainly instead of pretending nothing was deleted...
@@ -234,7 +249,14 @@ fn samba_lab_test_full_then_exact_delta() {
     let new: Vec<&serde_json::Value> = lines[11..].iter().collect();
     assert_eq!(new.len(), 1, "{new:#?}\n{}", text(&full));
     assert_eq!(new[0]["op"], "delete");
-    assert!(new[0]["record"]["dn"].as_str().unwrap().starts_with("CN=delta User 5,"), "{:#?}", new[0]);
+    assert!(
+        new[0]["record"]["dn"]
+            .as_str()
+            .unwrap()
+            .starts_with("CN=delta User 5,"),
+        "{:#?}",
+        new[0]
+    );
     let status = run(&config, &["status", "--json"]);
     let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(value["state"], "Processed");

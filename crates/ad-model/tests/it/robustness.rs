@@ -1,5 +1,6 @@
-//! Arbitrary bytes through the raw-entry → record path never panic (the fuzz suite that
-//! runs in CI; see `fuzz/` for the coverage-guided target).
+//! Arbitrary bytes through the raw-entry → record path never panic. This proptest suite is
+//! the fuzzer that runs in CI: cargo-fuzz needs a nightly toolchain, which these machines
+//! cannot install.
 
 use ad_model::{Deleted, Group, RawEntry, User};
 use proptest::prelude::*;
