@@ -303,3 +303,122 @@ async fn sinks_are_usable_as_trait_objects() {
     let ack = sinks[0].send(&testing::batch()).await.unwrap();
     assert_eq!(ack.accepted, 14);
 }
+
+/// `docs/mapping.md` is checked against the reviewed payload snapshots: every target path the
+/// doc names for Qualys and Sekoia is present in the snapshot, and every Qualys leaf the
+/// snapshot carries is documented.
+mod mapping_doc {
+    use std::collections::BTreeSet;
+
+    fn read(relative: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The JSON body of an insta snapshot file.
+    fn snapshot(relative: &str) -> serde_json::Value {
+        let text = read(relative);
+        let body = text.splitn(3, "---").nth(2).unwrap();
+        serde_json::from_str(body.trim()).unwrap()
+    }
+
+    fn leaves(value: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    if !inner.is_object() {
+                        out.insert(path.clone());
+                    }
+                    leaves(inner, &path, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    leaves(item, &format!("{prefix}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Backticked paths in the doc's table rows that start with `prefix`.
+    fn documented(doc: &str, section: &str, next: &str, prefix: &str) -> BTreeSet<String> {
+        let start = doc.find(section).unwrap();
+        let end = doc[start..]
+            .find(next)
+            .map(|i| start + i)
+            .unwrap_or(doc.len());
+        doc[start..end]
+            .lines()
+            .filter(|line| line.starts_with('|'))
+            .flat_map(|line| {
+                line.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|token| token.starts_with(prefix) && !token.contains(' '))
+            .collect()
+    }
+
+    #[test]
+    fn qualys_paths_match_the_snapshot() {
+        let doc = read("../../docs/mapping.md");
+        let snap = snapshot("src/qualys/snapshots/asset_sink__qualys__tests__qualys_payload.snap");
+        let mut present = BTreeSet::new();
+        for entry in snap["assetData"].as_array().unwrap() {
+            if entry.get("operation").is_none() {
+                leaves(entry, "", &mut present);
+            }
+        }
+        let documented: BTreeSet<String> =
+            documented(&doc, "## Qualys ETM", "### Deletes", "asset.");
+        assert!(documented.len() >= 28, "{documented:#?}");
+        for path in &documented {
+            assert!(
+                present.contains(path),
+                "docs/mapping.md names {path}, the snapshot has no such field"
+            );
+        }
+        for path in present
+            .iter()
+            .filter(|p| p.starts_with("asset.assetDetail.") || p.starts_with("asset.assetHeader."))
+        {
+            assert!(
+                documented.contains(path),
+                "the snapshot carries {path}, docs/mapping.md does not document it"
+            );
+        }
+    }
+
+    #[test]
+    fn sekoia_paths_are_in_the_snapshot() {
+        let doc = read("../../docs/mapping.md");
+        let snap = snapshot("src/sekoia/snapshots/asset_sink__sekoia__tests__sekoia_payload.snap");
+        let mut present = BTreeSet::new();
+        for item in snap["items"].as_array().unwrap() {
+            leaves(item, "", &mut present);
+        }
+        let documented: BTreeSet<String> =
+            documented(&doc, "## Sekoia.io", "### User type", "user.");
+        assert!(documented.len() >= 10, "{documented:#?}");
+        for path in &documented {
+            let path = path.trim_end_matches("[]");
+            let found = present.iter().any(|p| {
+                p == path
+                    || p.starts_with(&format!("{path}."))
+                    || p.starts_with(&format!("{path}[]"))
+            });
+            assert!(
+                found,
+                "docs/mapping.md names {path}, the Sekoia snapshot has no such field"
+            );
+        }
+    }
+}
