@@ -50,26 +50,13 @@ pub async fn run(dir: Option<PathBuf>, users: usize, scale: Option<u64>) -> anyh
         server.url()
     );
 
-    // Plain LDAP is acceptable only because this directory is in this process, on loopback.
-    let mut source_config = SourceConfig::new(
-        server.url(),
-        SERVICE_ACCOUNT_UPN,
-        SecretString::from(SERVICE_ACCOUNT_PASSWORD),
-    );
-    source_config.starttls = false;
-    source_config.allow_plain_ldap = true;
-    let source = Source::new(source_config)?;
+    let source = in_process_source(&server)?;
     let sink = JsonlSink::new(JsonlConfig {
         path: outbox.to_string_lossy().into_owned(),
         ..JsonlConfig::default()
     })?;
     let mut state = State::open(&state_dir)?;
-    let options = CycleOptions {
-        force_full: false,
-        full_sync_interval: std::time::Duration::from_secs(24 * 3600),
-        batch_size: 1000,
-        concurrency: 2,
-    };
+    let options = demo_options();
     let shutdown = crate::daemon::shutdown_token();
 
     println!("  2. full sync (first run: no checkpoint yet)");
@@ -168,6 +155,28 @@ pub async fn run(dir: Option<PathBuf>, users: usize, scale: Option<u64>) -> anyh
     Ok(())
 }
 
+/// A source reading the in-process directory. Plain LDAP is acceptable only because that
+/// directory is in this process, on loopback.
+fn in_process_source(server: &TestServer) -> anyhow::Result<Source> {
+    let mut config = SourceConfig::new(
+        server.url(),
+        SERVICE_ACCOUNT_UPN,
+        SecretString::from(SERVICE_ACCOUNT_PASSWORD),
+    );
+    config.starttls = false;
+    config.allow_plain_ldap = true;
+    Ok(Source::new(config)?)
+}
+
+fn demo_options() -> CycleOptions {
+    CycleOptions {
+        force_full: false,
+        full_sync_interval: std::time::Duration::from_secs(24 * 3600),
+        batch_size: 1000,
+        concurrency: 2,
+    }
+}
+
 fn print_report(report: &CycleReport) {
     if let Some(reason) = &report.full_reason {
         println!("     full because {reason}");
@@ -192,26 +201,14 @@ async fn run_at_scale(
     });
     let server = TestServer::start(directory, ServerOptions::default())
         .context("cannot start the in-process directory")?;
-    let mut source_config = SourceConfig::new(
-        server.url(),
-        SERVICE_ACCOUNT_UPN,
-        SecretString::from(SERVICE_ACCOUNT_PASSWORD),
-    );
-    source_config.starttls = false;
-    source_config.allow_plain_ldap = true;
-    let source = Source::new(source_config)?;
+    let source = in_process_source(&server)?;
     let sink = JsonlSink::new(JsonlConfig {
         path: outbox.to_string_lossy().into_owned(),
         rotate_bytes: 0,
         ..JsonlConfig::default()
     })?;
     let mut state = State::open(state_dir)?;
-    let options = CycleOptions {
-        force_full: false,
-        full_sync_interval: std::time::Duration::from_secs(24 * 3600),
-        batch_size: 1000,
-        concurrency: 2,
-    };
+    let options = demo_options();
     let shutdown = crate::daemon::shutdown_token();
     let progress = Progress::new(true);
     let full =

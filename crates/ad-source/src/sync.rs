@@ -193,21 +193,7 @@ async fn read_users_in(
 ) -> Result<Vec<Decoded<User>>, SourceError> {
     let base = session.base_dn();
     let now = Utc::now();
-    let mut index = GroupIndex::new(session.root.domain_sid);
-    let spec = SearchSpec {
-        base: base.clone(),
-        scope: session.config.scope.to_ldap(),
-        filter: session.config.group_filter.clone(),
-        attrs: INDEX_ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect(),
-        show_deleted: false,
-        what: "the group index",
-    };
-    let mut reader = PagedReader::new(session, spec);
-    while let Some(item) = reader.next(session).await? {
-        if let Item::Entry(entry) = item {
-            index.insert(GroupInfo::from_entry(&entry));
-        }
-    }
+    let mut index = read_group_index(session, &base).await?;
     let mut users = Vec::with_capacity(dns.len());
     for dn in dns.iter().filter(|dn| within(dn, &base)) {
         let spec = SearchSpec {
@@ -238,17 +224,7 @@ async fn read_users_in(
             let Ok(mut decoded) = decode_user(&entry, now) else {
                 continue;
             };
-            let primary = match (
-                decoded.record.primary_group_id,
-                decoded.record.primary_group_sid,
-            ) {
-                (Some(rid), Some(sid)) => Some((rid, sid)),
-                _ => None,
-            };
-            index
-                .fill_missing(session, &decoded.record.member_of, primary)
-                .await?;
-            decoded.record.groups = index.resolve(&decoded.record.member_of, primary);
+            resolve_user_groups(session, &mut index, &mut decoded.record).await?;
             users.push(decoded);
         }
     }
@@ -329,21 +305,7 @@ async fn run(
     };
 
     // 1. The group index (every group in scope, three attributes each).
-    let mut index = GroupIndex::new(session.root.domain_sid);
-    let spec = SearchSpec {
-        base: base.clone(),
-        scope,
-        filter: session.config.group_filter.clone(),
-        attrs: INDEX_ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect(),
-        show_deleted: false,
-        what: "the group index",
-    };
-    let mut reader = PagedReader::new(session, spec);
-    while let Some(item) = reader.next(session).await? {
-        if let Item::Entry(entry) = item {
-            index.insert(GroupInfo::from_entry(&entry));
-        }
-    }
+    let mut index = read_group_index(session, &base).await?;
 
     // 2. Groups (all, or changed), complete member lists.
     let spec = SearchSpec {
@@ -397,17 +359,7 @@ async fn run(
         }
         match decode_user(&entry, now) {
             Ok(mut decoded) => {
-                let primary = match (
-                    decoded.record.primary_group_id,
-                    decoded.record.primary_group_sid,
-                ) {
-                    (Some(rid), Some(sid)) => Some((rid, sid)),
-                    _ => None,
-                };
-                index
-                    .fill_missing(session, &decoded.record.member_of, primary)
-                    .await?;
-                decoded.record.groups = index.resolve(&decoded.record.member_of, primary);
+                resolve_user_groups(session, &mut index, &mut decoded.record).await?;
                 session.counters.users += 1;
                 session.counters.decode_warnings += decoded.warnings.len() as u64;
                 out.send(SourceEvent::User(decoded)).await?;
@@ -426,6 +378,43 @@ async fn run(
         checkpoint,
         counters: session.counters,
     })
+}
+
+/// Read the group index: every group in scope, three attributes each.
+async fn read_group_index(session: &mut Session, base: &str) -> Result<GroupIndex, SourceError> {
+    let mut index = GroupIndex::new(session.root.domain_sid);
+    let spec = SearchSpec {
+        base: base.to_owned(),
+        scope: session.config.scope.to_ldap(),
+        filter: session.config.group_filter.clone(),
+        attrs: INDEX_ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect(),
+        show_deleted: false,
+        what: "the group index",
+    };
+    let mut reader = PagedReader::new(session, spec);
+    while let Some(item) = reader.next(session).await? {
+        if let Item::Entry(entry) = item {
+            index.insert(GroupInfo::from_entry(&entry));
+        }
+    }
+    Ok(index)
+}
+
+/// Fill `user.groups`: resolved `memberOf` plus the primary group.
+async fn resolve_user_groups(
+    session: &mut Session,
+    index: &mut GroupIndex,
+    user: &mut User,
+) -> Result<(), SourceError> {
+    let primary = match (user.primary_group_id, user.primary_group_sid) {
+        (Some(rid), Some(sid)) => Some((rid, sid)),
+        _ => None,
+    };
+    index
+        .fill_missing(session, &user.member_of, primary)
+        .await?;
+    user.groups = index.resolve(&user.member_of, primary);
+    Ok(())
 }
 
 fn decode_user(
