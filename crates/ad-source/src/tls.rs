@@ -228,6 +228,29 @@ pub(crate) fn rustls_error_in(error: &std::io::Error) -> Option<&rustls::Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::SecretString;
+
+    #[test]
+    fn tls_failures_are_sentences() {
+        let mut config = SourceConfig::new("ldaps://10.0.0.5", "svc@corp", SecretString::from("p"));
+        let mismatch = rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName);
+        let text = explain_tls_error(&mismatch, "10.0.0.5", &config);
+        assert!(text.contains("not valid for the name 10.0.0.5"), "{text}");
+        assert!(text.contains("subjectAltName"), "{text}");
+
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let text = explain_tls_error(&unknown, "dc1", &config);
+        assert!(
+            text.contains("not trusted") && text.contains("set ca_file"),
+            "{text}"
+        );
+        config.ca_file = Some("/etc/ad-connector/corp-ca.cer".into());
+        let text = explain_tls_error(&unknown, "dc1", &config);
+        assert!(text.contains("/etc/ad-connector/corp-ca.cer"), "{text}");
+
+        let expired = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
+        assert!(explain_tls_error(&expired, "dc1", &config).contains("expired"));
+    }
 
     // A tiny self-signed CA (EC P-256), PEM and the same certificate in DER.
     const PEM: &str = "-----BEGIN CERTIFICATE-----
