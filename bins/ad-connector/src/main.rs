@@ -45,7 +45,7 @@ const EXIT_INTERRUPTED: u8 = 130;
 #[command(name = "ad-connector", version, about, long_about)]
 struct Cli {
     /// Configuration file (TOML). Default ./ad-connector.toml if present; every key can also
-    /// be set with ADC_<SECTION>__<KEY> environment variables.
+    /// be set with ADC_SECTION__KEY environment variables (e.g. ADC_SOURCE__URL).
     #[arg(long, short, global = true, env = "ADC_CONFIG")]
     config: Option<PathBuf>,
     /// A Qualys on-prem execution engine env file (connector.api.url, qualys.*,
