@@ -3,6 +3,7 @@
 
 mod cli;
 mod support;
+mod testkit;
 
 #[cfg(feature = "samba-lab")]
 mod samba_lab;

@@ -1,0 +1,139 @@
+//! The binary against the in-process directory (ad-testkit on 127.0.0.1): `test`,
+//! `preview`, and `run` stopping cleanly on SIGTERM.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use ad_testkit::{
+    Company, CompanyOptions, SERVICE_ACCOUNT_PASSWORD, SERVICE_ACCOUNT_UPN, ServerOptions,
+    TestServer,
+};
+
+use crate::support::{bin, outbox_lines, run, text};
+
+fn server() -> TestServer {
+    let directory = Company::generate(CompanyOptions {
+        users: 60,
+        ..CompanyOptions::default()
+    });
+    TestServer::start(directory, ServerOptions::default()).unwrap()
+}
+
+fn config(dir: &Path, server: &TestServer, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "state_dir = {state:?}\n\n[source]\nurl = {url:?}\nbind = {bind:?}\npassword = {pw:?}\nstarttls = false\nallow_plain_ldap = true\n\n[sink.jsonl]\npath = {outbox:?}\n{extra}",
+            state = dir.join("state"),
+            url = server.url(),
+            bind = SERVICE_ACCOUNT_UPN,
+            pw = SERVICE_ACCOUNT_PASSWORD,
+            outbox = dir.join("outbox.jsonl"),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn test_command_passes_and_fails_with_sentences() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let good = config(dir.path(), &server, "");
+    let output = run(&good, &["test"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let json = run(&good, &["test", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["ok"], true, "{value}");
+
+    // A wrong password: exit 3 and AD's data code in words; the password is not echoed.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .replace(SERVICE_ACCOUNT_PASSWORD, "Wrong-Passw0rd-XYZ"),
+    )
+    .unwrap();
+    let output = run(&bad, &["test"]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+    let all = text(&output);
+    assert!(all.contains("FAIL"), "{all}");
+    assert!(
+        !all.contains("Wrong-Passw0rd-XYZ"),
+        "the password leaked: {all}"
+    );
+}
+
+#[test]
+fn preview_prints_the_qualys_payload_without_sending() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server, "");
+    let output = run(&config, &["preview", "--sink", "qualys", "-n", "2"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let assets = value["assetData"].as_array().unwrap();
+    assert_eq!(assets.len(), 4, "{value:#}");
+    assert!(
+        assets
+            .iter()
+            .any(|a| a["asset"]["assetDetail"]["userAssetClass"]["status"].is_string())
+    );
+    assert!(
+        !dir.path().join("outbox.jsonl").exists(),
+        "preview sent nothing"
+    );
+    assert!(!dir.path().join("state").exists(), "preview wrote no state");
+}
+
+#[cfg(unix)]
+#[test]
+fn run_syncs_on_schedule_and_stops_on_sigterm() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &server,
+        "\n[schedule]\ncron = \"* * * * * *\"\n",
+    );
+    let child = bin()
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Wait for the first cycle (run_at_start) to land in the outbox, and a scheduled one.
+    loop {
+        let status = run(&config, &["status", "--json"]);
+        // `status` cannot take the lock while `run` holds it: it must say so plainly.
+        let stderr = String::from_utf8_lossy(&status.stderr).into_owned();
+        if !outbox_lines(&dir.path().join("outbox.jsonl")).is_empty() {
+            assert!(stderr.contains("already using state directory"), "{stderr}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no cycle ran: {stderr}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("connector stopped"), "{stderr}");
+    assert!(stderr.contains("full sync:"), "{stderr}");
+    // The lock is released: status works now, and shows the cycles.
+    let status = run(&config, &["status", "--json"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(value["cycles"].as_array().unwrap().len() >= 2, "{value:#}");
+}
