@@ -137,3 +137,79 @@ fn run_syncs_on_schedule_and_stops_on_sigterm() {
     let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(value["cycles"].as_array().unwrap().len() >= 2, "{value:#}");
 }
+
+/// Sekoia has no group assets: when only a group's membership changes (AD does not touch the
+/// member's uSNChanged), the delta re-reads the added member and re-sends it with its groups.
+#[tokio::test(flavor = "multi_thread")]
+async fn sekoia_delta_resends_users_whose_groups_changed() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let company = Company::build(CompanyOptions {
+        users: 60,
+        ..CompanyOptions::default()
+    });
+    let manifest = company.manifest.clone();
+    let server = TestServer::start(company.directory, ServerOptions::default()).unwrap();
+    let sekoia = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})))
+        .mount(&sekoia)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = format!(
+        "\n[sink]\nkind = \"sekoia\"\n[sink.sekoia]\nbase_url = {:?}\nconnector_uuid = \"0b7a6a54-3c5e-4d7f-9a51-8a0e8a3c2f10\"\napi_key = \"k\"\n",
+        sekoia.uri()
+    );
+    let config = config(dir.path(), &server, &sink);
+    let c = config.clone();
+    let full = tokio::task::spawn_blocking(move || run(&c, &["sync"]))
+        .await
+        .unwrap();
+    assert!(full.status.success(), "{}", text(&full));
+
+    // Pick a user that is not in the empty group yet, and add it.
+    let user_dn = manifest.users[5].clone();
+    server
+        .directory()
+        .modify(
+            &manifest.empty_group,
+            [ad_testkit::Modification::add("member", [user_dn.as_str()])],
+        )
+        .unwrap();
+    sekoia.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})))
+        .mount(&sekoia)
+        .await;
+    let c = config.clone();
+    let delta = tokio::task::spawn_blocking(move || run(&c, &["sync"]))
+        .await
+        .unwrap();
+    assert!(delta.status.success(), "{}", text(&delta));
+    let requests = sekoia.received_requests().await.unwrap();
+    let items: Vec<serde_json::Value> = requests
+        .iter()
+        .flat_map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            body["items"].as_array().cloned().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        items.len(),
+        1,
+        "only the affected user is re-sent: {items:#?}"
+    );
+    let group_name = manifest
+        .empty_group
+        .split(',')
+        .next()
+        .unwrap()
+        .trim_start_matches("CN=")
+        .to_owned();
+    let groups = items[0]["user"]["groups"].as_array().unwrap();
+    assert!(
+        groups.iter().any(|g| g["name"] == group_name.as_str()),
+        "{group_name} in {groups:#?}"
+    );
+}
