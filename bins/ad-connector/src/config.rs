@@ -412,6 +412,36 @@ mod tests {
         assert!(err.contains("pipeline.concurrency = 0"), "{err}");
     }
 
+    /// docs/ad-connector.example.toml documents every key: it must load as it is (secret
+    /// files pointed at a temporary file).
+    #[test]
+    fn the_documented_example_loads() {
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/ad-connector.example.toml"
+        ))
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let text: String = example
+            .lines()
+            .map(|line| match line.split_once("_file = ") {
+                Some((key, _)) if !line.starts_with('#') && !key.contains("ca") => {
+                    format!("{key}_file = {secret:?}")
+                }
+                _ => line.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = load(&text, &[]).unwrap();
+        assert_eq!(config.sink.kind, SinkKind::Sekoia);
+        let source = config.source().unwrap();
+        assert_eq!(source.page_size, 1000);
+        assert!(config.sink.sekoia.is_some() && config.sink.qualys.is_some());
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
     #[test]
     fn qualys_env_file() {
         let dir = tempfile::tempdir().unwrap();
