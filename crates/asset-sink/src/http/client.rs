@@ -114,7 +114,17 @@ impl HttpConfig {
     }
 }
 
+/// How long a sink's `check()` may retry: a connection test should answer quickly.
+pub(crate) const CHECK_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl HttpClient {
+    /// The same client with its total retry time capped at `budget`.
+    pub(crate) fn with_retry_budget(&self, budget: std::time::Duration) -> HttpClient {
+        let mut quick = self.clone();
+        quick.policy.max_retry_time = quick.policy.max_retry_time.min(budget);
+        quick
+    }
+
     /// Build the client for `sink`. `secrets` are the sink's own secrets (API key, password,
     /// client secret), scrubbed from any platform message quoted in an error.
     pub(crate) fn new(

@@ -9,7 +9,8 @@ use reqwest::{Method, StatusCode, Url};
 
 use crate::change::{Ack, Batch, Change, Deletion, NotRepresentable, SyncInfo};
 use crate::error::SinkError;
-use crate::http::{Authorizer, Exchange, HttpClient, Prepared, RetryPolicy, Retryable, host_of};
+use crate::http::client::CHECK_RETRY_BUDGET;
+use crate::http::{Authorizer, Exchange, HttpClient, Prepared, Retryable, host_of};
 use crate::qualys::auth::{TokenAuth, TokenSource};
 use crate::qualys::config::{QualysAuth, QualysConfig};
 use crate::qualys::mapping::{ConnectorMetaData, delete_entry, group_asset, user_asset};
@@ -236,13 +237,7 @@ impl Sink for QualysSink {
     /// it: any answer other than 401/403 proves the endpoint is reachable and takes the token.
     /// No asset is sent. Retries for at most 10 s.
     async fn check(&self) -> Result<CheckReport, SinkError> {
-        let quick = HttpClient {
-            policy: RetryPolicy {
-                max_retry_time: self.http.policy.max_retry_time.min(Duration::from_secs(10)),
-                ..self.http.policy
-            },
-            ..self.http.clone()
-        };
+        let quick = self.http.with_retry_budget(CHECK_RETRY_BUDGET);
         let host = host_of(&self.url);
         let item = |name, ok, detail: String| CheckItem { name, ok, detail };
         let mut items = Vec::new();

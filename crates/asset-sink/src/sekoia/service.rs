@@ -1,7 +1,6 @@
 //! The Sekoia.io sink: `POST {base}/api/v2/asset-management/asset-connector/{uuid}`.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use ad_model::{Guid, User};
 use async_trait::async_trait;
@@ -13,7 +12,8 @@ use secrecy::ExposeSecret;
 
 use crate::change::{Ack, Batch, Change, NotRepresentable};
 use crate::error::SinkError;
-use crate::http::{Authorizer, Exchange, HttpClient, Prepared, RetryPolicy, Retryable, host_of};
+use crate::http::client::CHECK_RETRY_BUDGET;
+use crate::http::{Authorizer, Exchange, HttpClient, Prepared, Retryable, host_of};
 use crate::sekoia::config::SekoiaConfig;
 use crate::sekoia::ocsf::user_inventory_info;
 use crate::sink::{Capabilities, CheckItem, CheckReport, Sink};
@@ -217,13 +217,7 @@ impl Sink for SekoiaSink {
     /// Posts an empty item list: proves the host answers, the API key is accepted and the
     /// connector UUID exists, without sending an asset. Retries for at most 10 s.
     async fn check(&self) -> Result<CheckReport, SinkError> {
-        let quick = HttpClient {
-            policy: RetryPolicy {
-                max_retry_time: self.http.policy.max_retry_time.min(Duration::from_secs(10)),
-                ..self.http.policy
-            },
-            ..self.http.clone()
-        };
+        let quick = self.http.with_retry_budget(CHECK_RETRY_BUDGET);
         let host = host_of(&self.url);
         let body = Bytes::from_static(br#"{"version":1,"items":[]}"#);
         let result = self
