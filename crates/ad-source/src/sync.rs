@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ad_model::{Decoded, Deleted, Group, ObjectKind, RawEntry, User};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -221,7 +221,7 @@ async fn read_users_in(
             if complete_ranges(session, &mut entry).await.is_err() {
                 continue;
             }
-            let Ok(mut decoded) = decode_user(&entry, now) else {
+            let Ok(mut decoded) = User::from_entry(&entry, now) else {
                 continue;
             };
             resolve_user_groups(session, &mut index, &mut decoded.record).await?;
@@ -317,14 +317,7 @@ async fn run(
         what: "groups",
     };
     let mut reader = PagedReader::new(session, spec);
-    while let Some(item) = reader.next(session).await? {
-        let Some(mut entry) = readable(session, item, &out).await? else {
-            continue;
-        };
-        if let Err(reason) = ranges(session, &mut entry).await? {
-            skip(session, &out, entry.dn(), reason).await?;
-            continue;
-        }
+    while let Some(entry) = next_complete(session, &mut reader, &out).await? {
         match Group::from_entry(&entry) {
             Ok(mut decoded) => {
                 index
@@ -349,15 +342,8 @@ async fn run(
         what: "users",
     };
     let mut reader = PagedReader::new(session, spec);
-    while let Some(item) = reader.next(session).await? {
-        let Some(mut entry) = readable(session, item, &out).await? else {
-            continue;
-        };
-        if let Err(reason) = ranges(session, &mut entry).await? {
-            skip(session, &out, entry.dn(), reason).await?;
-            continue;
-        }
-        match decode_user(&entry, now) {
+    while let Some(entry) = next_complete(session, &mut reader, &out).await? {
+        match User::from_entry(&entry, now) {
             Ok(mut decoded) => {
                 resolve_user_groups(session, &mut index, &mut decoded.record).await?;
                 session.counters.users += 1;
@@ -417,11 +403,24 @@ async fn resolve_user_groups(
     Ok(())
 }
 
-fn decode_user(
-    entry: &RawEntry,
-    now: DateTime<Utc>,
-) -> Result<Decoded<User>, ad_model::EntryError> {
-    User::from_entry(entry, now)
+/// The next entry of `reader` with its ranged attributes complete. Entries that cannot be
+/// read, or whose ranges cannot be completed, are reported as skipped and passed over.
+async fn next_complete(
+    session: &mut Session,
+    reader: &mut PagedReader,
+    out: &Emitter<'_>,
+) -> Result<Option<RawEntry>, SourceError> {
+    while let Some(item) = reader.next(session).await? {
+        let Some(mut entry) = readable(session, item, out).await? else {
+            continue;
+        };
+        if let Err(reason) = ranges(session, &mut entry).await? {
+            skip(session, out, entry.dn(), reason).await?;
+            continue;
+        }
+        return Ok(Some(entry));
+    }
+    Ok(None)
 }
 
 async fn readable(
