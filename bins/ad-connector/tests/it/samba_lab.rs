@@ -271,6 +271,23 @@ fn sekoia_sink(server: &MockServer, retry_secs: u32) -> String {
     )
 }
 
+/// Run the binary without blocking the async runtime the mock server lives on.
+async fn run_async(config: &Path, args: &'static [&'static str]) -> std::process::Output {
+    let config = config.to_owned();
+    tokio::task::spawn_blocking(move || run(&config, args))
+        .await
+        .unwrap()
+}
+
+/// From now on, the mock platform accepts everything at once.
+async fn accept_all(server: &MockServer) {
+    server.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})))
+        .mount(server)
+        .await;
+}
+
 fn accepted_uids(server_requests: &[wiremock::Request]) -> Vec<String> {
     let mut uids = Vec::new();
     for request in server_requests {
@@ -298,10 +315,7 @@ async fn samba_lab_sink_outage_does_not_advance_the_checkpoint() {
         .respond_with(ResponseTemplate::new(503))
         .mount(&server)
         .await;
-    let config_path = config.clone();
-    let down = tokio::task::spawn_blocking(move || run(&config_path, &["sync", "--log", "trace"]))
-        .await
-        .unwrap();
+    let down = run_async(&config, &["sync", "--log", "trace"]).await;
     assert_eq!(down.status.code(), Some(1), "{}", text(&down));
     let stderr = String::from_utf8_lossy(&down.stderr);
     assert!(stderr.contains("503"), "{}", text(&down));
@@ -313,10 +327,7 @@ async fn samba_lab_sink_outage_does_not_advance_the_checkpoint() {
         !stderr.contains(&lab.svc_password),
         "the bind password leaked into logs"
     );
-    let config_path = config.clone();
-    let status = tokio::task::spawn_blocking(move || run(&config_path, &["status", "--json"]))
-        .await
-        .unwrap();
+    let status = run_async(&config, &["status", "--json"]).await;
     let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(value["checkpoint"].is_null(), "{value}");
 
@@ -333,10 +344,7 @@ async fn samba_lab_sink_outage_does_not_advance_the_checkpoint() {
         )
         .mount(&server)
         .await;
-    let config_path = config.clone();
-    let up = tokio::task::spawn_blocking(move || run(&config_path, &["sync"]))
-        .await
-        .unwrap();
+    let up = run_async(&config, &["sync"]).await;
     assert!(up.status.success(), "{}", text(&up));
     let requests = server.received_requests().await.unwrap();
     let accepted = accepted_uids(&requests[2..]);
@@ -345,10 +353,7 @@ async fn samba_lab_sink_outage_does_not_advance_the_checkpoint() {
         30,
         "every user delivered once the platform came back"
     );
-    let config_path = config.clone();
-    let status = tokio::task::spawn_blocking(move || run(&config_path, &["status", "--json"]))
-        .await
-        .unwrap();
+    let status = run_async(&config, &["status", "--json"]).await;
     let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(value["checkpoint"]["usn"].as_u64().unwrap() > 0, "{value}");
 
@@ -400,15 +405,8 @@ async fn samba_lab_kill_9_mid_sync_loses_nothing() {
     assert!(first_run.len() < 600, "killed mid-way");
 
     // Rerun against a fast platform.
-    server.reset().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})))
-        .mount(&server)
-        .await;
-    let config_path = config.clone();
-    let rerun = tokio::task::spawn_blocking(move || run(&config_path, &["sync"]))
-        .await
-        .unwrap();
+    accept_all(&server).await;
+    let rerun = run_async(&config, &["sync"]).await;
     assert!(rerun.status.success(), "{}", text(&rerun));
     let second_run = accepted_uids(&server.received_requests().await.unwrap());
 
@@ -428,15 +426,8 @@ async fn samba_lab_kill_9_mid_sync_loses_nothing() {
     );
 
     // And the state says so: a delta now sends nothing.
-    server.reset().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})))
-        .mount(&server)
-        .await;
-    let config_path = config.clone();
-    let idle = tokio::task::spawn_blocking(move || run(&config_path, &["sync"]))
-        .await
-        .unwrap();
+    accept_all(&server).await;
+    let idle = run_async(&config, &["sync"]).await;
     assert!(idle.status.success(), "{}", text(&idle));
     assert_eq!(
         server.received_requests().await.unwrap().len(),
