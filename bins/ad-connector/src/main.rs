@@ -305,7 +305,25 @@ async fn test_connection(config: &Config, json: bool) -> anyhow::Result<ExitCode
 }
 
 fn status(config: &Config, json: bool) -> anyhow::Result<()> {
-    let state = State::open(&config.state_dir)?;
+    // Read-only and without the lock: `status` must work while `run` holds it, and must
+    // never keep `run` from starting.
+    let Some(state) = State::open_read_only(&config.state_dir)? else {
+        if json {
+            let value = serde_json::json!({
+                "state": null,
+                "checkpoint": null,
+                "tracked": {"users": 0, "groups": 0},
+                "cycles": [],
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            println!(
+                "State:      none yet in {} (no cycle has run; the first one is a full sync)",
+                config.state_dir.display()
+            );
+        }
+        return Ok(());
+    };
     let connector = state.connector_state()?;
     let checkpoint = state.checkpoint()?;
     let cycles = state.recent_cycles(10)?;

@@ -164,11 +164,11 @@ pub struct CycleRecord {
     pub summary: Option<String>,
 }
 
-/// The state directory, open and locked.
+/// The state directory, open and locked (or open read-only, without the lock).
 pub struct State {
     conn: Connection,
     path: PathBuf,
-    _lock: File,
+    _lock: Option<File>,
 }
 
 impl std::fmt::Debug for State {
@@ -263,8 +263,36 @@ impl State {
         Ok(State {
             conn,
             path,
-            _lock: lock,
+            _lock: Some(lock),
         })
+    }
+
+    /// Open the state in `dir` read-only, without taking the lock: for `status` and other
+    /// commands that only look. SQLite in WAL mode lets readers see the last committed
+    /// transaction while a running `run`/`sync` writes, so this never blocks the daemon and
+    /// the daemon never blocks it. `Ok(None)` when no state exists yet.
+    pub fn open_read_only(dir: &Path) -> Result<Option<State>, StateError> {
+        let path = dir.join("state.db");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let db = |source| StateError::Database {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(&db)?;
+        // A writer may hold the database for a moment while it commits: wait, do not fail.
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(&db)?;
+        Ok(Some(State {
+            conn,
+            path,
+            _lock: None,
+        }))
     }
 
     fn db(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
@@ -725,6 +753,30 @@ mod tests {
         assert_eq!(cycles.len(), 2);
         assert_eq!(cycles[1].outcome, "ok");
         assert_eq!(cycles[0].outcome, "running");
+    }
+
+    #[test]
+    fn read_only_open_needs_no_lock_and_sees_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(State::open_read_only(dir.path()).unwrap().is_none());
+        let mut writer = State::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let cycle = writer.begin_cycle("full", now).unwrap();
+        // While the writer holds the lock (and a cycle runs), a reader opens and sees it.
+        let reader = State::open_read_only(dir.path()).unwrap().unwrap();
+        assert_eq!(reader.connector_state().unwrap(), ConnectorState::Processing);
+        assert_eq!(reader.recent_cycles(1).unwrap()[0].outcome, "running");
+        // And the reader does not stop the writer from committing.
+        writer
+            .commit_batch(cycle, &[sent(1, "a")], &[], Some(&checkpoint(7)), now)
+            .unwrap();
+        writer.end_cycle(cycle, true, "ok", now).unwrap();
+        assert_eq!(reader.checkpoint().unwrap().unwrap().usn, 7);
+        // A second writer is still refused while the first holds the lock.
+        assert!(matches!(
+            State::open(dir.path()).unwrap_err(),
+            StateError::Locked { .. }
+        ));
     }
 
     #[test]

@@ -89,17 +89,31 @@ fn preview_prints_the_qualys_payload_without_sending() {
     assert!(!dir.path().join("state").exists(), "preview wrote no state");
 }
 
+/// `status` opens the state read-only without the lock: it works while `run` holds the lock,
+/// shows the cycle in progress, and never keeps `run` from starting (it used to take the
+/// same lock, so a `status` at the wrong moment made `run` exit).
 #[cfg(unix)]
 #[test]
-fn run_syncs_on_schedule_and_stops_on_sigterm() {
+fn status_works_while_run_is_active_and_shows_the_running_cycle() {
     let server = server();
+    // Slow entries make every cycle last a second or more, so a running cycle is there to be
+    // seen; the loop below waits for it however loaded the machine is.
+    server.set_faults(ad_testkit::FaultOptions {
+        entry_delay: Duration::from_millis(10),
+        ..ad_testkit::FaultOptions::default()
+    });
     let dir = tempfile::tempdir().unwrap();
     let config = config(
         dir.path(),
         &server,
         "\n[schedule]\ncron = \"* * * * * *\"\n",
     );
-    let child = bin()
+    // `status` before anything ran: no state yet, still exit 0, and it creates nothing.
+    let before = run(&config, &["status", "--json"]);
+    assert!(before.status.success(), "{}", text(&before));
+    assert!(!dir.path().join("state").join("state.db").exists());
+
+    let mut child = bin()
         .arg("--config")
         .arg(&config)
         .arg("run")
@@ -107,20 +121,33 @@ fn run_syncs_on_schedule_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // Wait for the first cycle (run_at_start) to land in the outbox, and a scheduled one.
-    loop {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut saw_running = false;
+    let mut finished_ok = 0;
+    // Poll `status` as a monitoring job would, as fast as it can: every call must succeed,
+    // and the daemon must keep running, until a running cycle and two finished ones were seen.
+    while !(saw_running && finished_ok >= 2) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run exited while status was polled"
+        );
         let status = run(&config, &["status", "--json"]);
-        // `status` cannot take the lock while `run` holds it: it must say so plainly.
-        let stderr = String::from_utf8_lossy(&status.stderr).into_owned();
-        if !outbox_lines(&dir.path().join("outbox.jsonl")).is_empty() {
-            assert!(stderr.contains("already using state directory"), "{stderr}");
-            break;
+        assert!(status.status.success(), "{}", text(&status));
+        let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        if let Some(cycles) = value["cycles"].as_array() {
+            if cycles.iter().any(|c| c["outcome"] == "running") {
+                assert_eq!(value["state"], "Processing", "{value:#}");
+                saw_running = true;
+            }
+            finished_ok = cycles.iter().filter(|c| c["outcome"] == "ok").count();
         }
-        assert!(Instant::now() < deadline, "no cycle ran: {stderr}");
-        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            Instant::now() < deadline,
+            "no running cycle and two finished ones seen: {value:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!outbox_lines(&dir.path().join("outbox.jsonl")).is_empty());
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -131,7 +158,8 @@ fn run_syncs_on_schedule_and_stops_on_sigterm() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("connector stopped"), "{stderr}");
     assert!(stderr.contains("full sync:"), "{stderr}");
-    // The lock is released: status works now, and shows the cycles.
+    assert!(!stderr.contains("already using state directory"), "{stderr}");
+    // After the daemon stopped, status still works and shows the cycles.
     let status = run(&config, &["status", "--json"]);
     assert!(status.status.success(), "{}", text(&status));
     let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
