@@ -101,6 +101,19 @@ pub struct PipelineConfig {
     /// Batches sent concurrently (Qualys env `thread-pool.size`). Default 2.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Delete guard: a full sync that would delete more than this fraction of the tracked
+    /// objects sends none of its deletes and records them for `status` (0.0–1.0; 1.0 turns
+    /// the check off). Default 0.10.
+    #[serde(default = "default_max_delete_fraction")]
+    pub max_delete_fraction: f64,
+    /// Delete guard: a full sync that would delete more than this many objects sends none of
+    /// its deletes. Default: no count limit (only the fraction applies).
+    #[serde(default)]
+    pub max_deletes: Option<u64>,
+}
+
+fn default_max_delete_fraction() -> f64 {
+    ad_sync::DeleteGuard::default().max_delete_fraction
 }
 
 impl Default for ScheduleConfig {
@@ -118,6 +131,8 @@ impl Default for PipelineConfig {
         PipelineConfig {
             batch_size: None,
             concurrency: default_concurrency(),
+            max_delete_fraction: default_max_delete_fraction(),
+            max_deletes: None,
         }
     }
 }
@@ -294,6 +309,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "pipeline.concurrency = {} is out of range; use 1 to 64 (default 2)",
                 self.pipeline.concurrency
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.pipeline.max_delete_fraction) {
+            return Err(ConfigError::Invalid(format!(
+                "pipeline.max_delete_fraction = {} is out of range; use 0.0 to 1.0 (default 0.10; 1.0 turns the fraction check off)",
+                self.pipeline.max_delete_fraction
             )));
         }
         if self.pipeline.batch_size == Some(0) {

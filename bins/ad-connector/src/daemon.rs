@@ -4,14 +4,13 @@
 //! the batch in flight is dropped, and the checkpoint does not move, so the next start
 //! re-reads from the last checkpoint and re-sends at most what was not acknowledged.
 
+use ad_sync::{ConnectorState, CycleError, CycleRequest};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::pipeline;
 use crate::progress::Progress;
 use crate::schedule::Schedule;
-use crate::state::{ConnectorState, State};
 
 /// A token cancelled on the first SIGINT or SIGTERM.
 pub fn shutdown_token() -> CancellationToken {
@@ -51,15 +50,12 @@ async fn wait_for_signal() {
 /// Run until stopped.
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let schedule = Schedule::parse("schedule.cron", &config.schedule.cron)?;
-    let source = ad_source::Source::new(config.source()?.clone())?;
-    let sink = config.build_sink()?;
-    let mut state = State::open(&config.state_dir)?;
+    let mut engine = crate::engine(config)?;
     let shutdown = shutdown_token();
-    let options = crate::cycle_options(config, false);
     tracing::info!(
         cron = schedule.expression(),
-        sink = sink.name(),
-        state = %state.path().display(),
+        sink = engine.sink().name(),
+        state = %engine.store().path().display(),
         "connector started"
     );
     let mut first = config.schedule.run_at_start;
@@ -71,7 +67,9 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
                     schedule.expression()
                 );
             };
-            state.set_connector_state(ConnectorState::Scheduled)?;
+            engine
+                .store_mut()
+                .set_connector_state(ConnectorState::Scheduled)?;
             tracing::info!(next = %next.to_rfc3339(), "next cycle scheduled");
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
             tokio::select! {
@@ -81,16 +79,16 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         }
         first = false;
         let progress = Progress::new(false);
-        match pipeline::run_cycle(
-            &source,
-            sink.as_ref(),
-            &mut state,
-            &options,
-            &progress,
-            &shutdown,
-        )
-        .await
+        match engine
+            .run_cycle(CycleRequest::default(), &progress, &shutdown)
+            .await
         {
+            Ok(report) if report.needs_attention() => tracing::warn!(
+                mode = report.mode,
+                withheld_deletes = report.withheld_deletes,
+                "{}",
+                report.summary()
+            ),
             Ok(report) => tracing::info!(
                 mode = report.mode,
                 users = report.users,
@@ -102,7 +100,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
                 "{}",
                 report.summary()
             ),
-            Err(pipeline::CycleError::Interrupted) => break,
+            Err(CycleError::Interrupted) => break,
             // A failed cycle is retried at the next scheduled time; nothing was lost.
             Err(error) => tracing::error!("cycle failed: {error}"),
         }

@@ -16,9 +16,10 @@ use anyhow::Context;
 use asset_sink::jsonl::{JsonlConfig, JsonlSink};
 use secrecy::SecretString;
 
-use crate::pipeline::{self, CycleOptions, CycleReport};
+use ad_sync::{CycleReport, CycleRequest, Engine, EngineOptions, Store};
+use std::sync::Arc;
+
 use crate::progress::Progress;
-use crate::state::State;
 
 /// Run the demo in `dir` (default: a new folder under `./ad-connector-demo`). With
 /// `scale`, serve that many generated users instead of the company and print throughput.
@@ -55,14 +56,19 @@ pub async fn run(dir: Option<PathBuf>, users: usize, scale: Option<u64>) -> anyh
         path: outbox.to_string_lossy().into_owned(),
         ..JsonlConfig::default()
     })?;
-    let mut state = State::open(&state_dir)?;
-    let options = demo_options();
+    let mut engine = Engine::new(
+        source,
+        Arc::new(sink),
+        Store::open(&state_dir)?,
+        EngineOptions::default(),
+    );
     let shutdown = crate::daemon::shutdown_token();
 
     println!("  2. full sync (first run: no checkpoint yet)");
     let progress = Progress::new(true);
-    let full =
-        pipeline::run_cycle(&source, &sink, &mut state, &options, &progress, &shutdown).await;
+    let full = engine
+        .run_cycle(CycleRequest::default(), &progress, &shutdown)
+        .await;
     progress.finish();
     let full = full?;
     print_report(&full);
@@ -124,8 +130,9 @@ pub async fn run(dir: Option<PathBuf>, users: usize, scale: Option<u64>) -> anyh
 
     println!("  4. delta sync (uSNChanged since the checkpoint, tombstones for deletions)");
     let progress = Progress::new(true);
-    let delta =
-        pipeline::run_cycle(&source, &sink, &mut state, &options, &progress, &shutdown).await;
+    let delta = engine
+        .run_cycle(CycleRequest::default(), &progress, &shutdown)
+        .await;
     progress.finish();
     let delta = delta?;
     print_report(&delta);
@@ -155,8 +162,8 @@ pub async fn run(dir: Option<PathBuf>, users: usize, scale: Option<u64>) -> anyh
     Ok(())
 }
 
-/// A source reading the in-process directory. Plain LDAP is acceptable only because that
-/// directory is in this process, on loopback.
+/// A source reading the in-process directory, on the directory's clock. Plain LDAP is
+/// acceptable only because that directory is in this process, on loopback.
 fn in_process_source(server: &TestServer) -> anyhow::Result<Source> {
     let mut config = SourceConfig::new(
         server.url(),
@@ -165,16 +172,8 @@ fn in_process_source(server: &TestServer) -> anyhow::Result<Source> {
     );
     config.starttls = false;
     config.allow_plain_ldap = true;
-    Ok(Source::new(config)?)
-}
-
-fn demo_options() -> CycleOptions {
-    CycleOptions {
-        force_full: false,
-        full_sync_interval: std::time::Duration::from_secs(24 * 3600),
-        batch_size: 1000,
-        concurrency: 2,
-    }
+    let directory = server.directory().clone();
+    Ok(Source::new(config)?.with_clock(Arc::new(move || directory.now())))
 }
 
 fn print_report(report: &CycleReport) {
@@ -207,12 +206,17 @@ async fn run_at_scale(
         rotate_bytes: 0,
         ..JsonlConfig::default()
     })?;
-    let mut state = State::open(state_dir)?;
-    let options = demo_options();
+    let mut engine = Engine::new(
+        source,
+        Arc::new(sink),
+        Store::open(state_dir)?,
+        EngineOptions::default(),
+    );
     let shutdown = crate::daemon::shutdown_token();
     let progress = Progress::new(true);
-    let full =
-        pipeline::run_cycle(&source, &sink, &mut state, &options, &progress, &shutdown).await;
+    let full = engine
+        .run_cycle(CycleRequest::default(), &progress, &shutdown)
+        .await;
     progress.finish();
     let full = full?;
     let rss_full = peak_rss_mib();
@@ -237,8 +241,9 @@ async fn run_at_scale(
             .modify(dn, [Modification::replace("title", ["Benchmarked"])])?;
     }
     let progress = Progress::new(false);
-    let delta =
-        pipeline::run_cycle(&source, &sink, &mut state, &options, &progress, &shutdown).await?;
+    let delta = engine
+        .run_cycle(CycleRequest::default(), &progress, &shutdown)
+        .await?;
     let rss_end = peak_rss_mib();
 
     let entries = full.users + full.groups;

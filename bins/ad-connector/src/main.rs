@@ -1,35 +1,33 @@
 //! `ad-connector`: Active Directory users and groups to Sekoia.io, Qualys ETM or a JSONL
 //! outbox, with delta sync and durable state.
 //!
-//! This binary is glue: `ad-source` reads, `asset-sink` delivers, `state.rs` remembers and
-//! `pipeline.rs` runs one cycle between them. `anyhow` is used here only; errors map to exit
-//! codes (see [`ExitCode`]).
+//! This binary is glue: `ad-source` reads, `asset-sink` delivers, `ad-sync` runs the cycles
+//! between them and remembers; here are the CLI, the configuration, the daemon loop and the
+//! output. `anyhow` is used here only; errors map to exit codes (see [`ExitCode`]).
 #![forbid(unsafe_code)]
 
 mod config;
 mod daemon;
 mod demo;
-mod fingerprint;
 mod layers;
-mod pipeline;
 mod preview;
 mod progress;
 mod schedule;
-mod state;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use ad_sync::{CycleError, CycleReport, CycleRequest, DeleteGuard, Engine, EngineOptions, Store};
+
 use crate::config::{Config, ConfigError, SinkKind};
-use crate::pipeline::{CycleError, CycleOptions};
-use crate::state::State;
 
 /// Exit codes (also in `--help`).
 const EXIT_FAILURE: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
 const EXIT_CHECK_FAILED: u8 = 3;
+const EXIT_ATTENTION: u8 = 4;
 const EXIT_INTERRUPTED: u8 = 130;
 
 /// Pull users and groups from on-premises Active Directory and deliver them to Sekoia.io,
@@ -40,7 +38,9 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// `ad-connector sync`, and schedule with `ad-connector run`.
 ///
 /// Exit codes: 0 success, 1 sync or delivery failed, 2 configuration error,
-/// 3 connection test failed, 130 stopped by a signal.
+/// 3 connection test failed, 4 the sync completed but needs attention (deletes withheld by
+/// the delete guard, or an incomplete read that sent no deletes or kept the checkpoint),
+/// 130 stopped by a signal.
 #[derive(Debug, Parser)]
 #[command(name = "ad-connector", version, about, long_about)]
 struct Cli {
@@ -87,10 +87,15 @@ enum Command {
         json: bool,
     },
     /// Run one cycle: a delta if a valid checkpoint exists, else a full sync.
+    /// Exits 4 when deletes were withheld or the read was incomplete.
     Sync {
         /// Force a full sync (also sends deletes for objects gone or out of scope).
         #[arg(long)]
         full: bool,
+        /// With --full: release the deletes the delete guard would withhold, if this full
+        /// sync finds exactly N of them (see them first with `status`).
+        #[arg(long, value_name = "N", requires = "full")]
+        confirm_deletes: Option<u64>,
     },
     /// Run as a daemon: cycles on the cron schedule, a full sync every
     /// full_sync_interval_hours; SIGTERM / Ctrl-C stops it safely.
@@ -197,27 +202,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli)?;
             test_connection(&config, *json).await
         }
-        Command::Sync { full } => {
+        Command::Sync {
+            full,
+            confirm_deletes,
+        } => {
             let config = load_config(&cli)?;
-            let source = ad_source::Source::new(config.source()?.clone())?;
-            let sink = config.build_sink()?;
-            let mut state = State::open(&config.state_dir)?;
-            let options = cycle_options(&config, *full);
+            let mut engine = engine(&config)?;
             let progress = progress::Progress::new(true);
             let shutdown = daemon::shutdown_token();
-            let result = pipeline::run_cycle(
-                &source,
-                sink.as_ref(),
-                &mut state,
-                &options,
-                &progress,
-                &shutdown,
-            )
-            .await;
+            let request = CycleRequest {
+                force_full: *full,
+                confirm_deletes: *confirm_deletes,
+            };
+            let result = engine.run_cycle(request, &progress, &shutdown).await;
             progress.finish();
             let report = result?;
             println!("{}", report.summary());
-            Ok(ExitCode::SUCCESS)
+            Ok(report_exit_code(&report))
         }
         Command::Run => {
             let config = load_config(&cli)?;
@@ -238,13 +239,33 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Options of a cycle from the configuration.
-pub fn cycle_options(config: &Config, force_full: bool) -> CycleOptions {
-    CycleOptions {
-        force_full,
+/// The engine options from the configuration.
+pub fn engine_options(config: &Config) -> EngineOptions {
+    EngineOptions {
         full_sync_interval: config.full_sync_interval(),
         batch_size: config.pipeline.batch_size.unwrap_or(usize::MAX),
         concurrency: config.pipeline.concurrency,
+        delete_guard: DeleteGuard {
+            max_delete_fraction: config.pipeline.max_delete_fraction,
+            max_deletes: config.pipeline.max_deletes,
+        },
+    }
+}
+
+/// The configured source, sink and state, as an engine (takes the state's lock).
+pub fn engine(config: &Config) -> anyhow::Result<Engine> {
+    let source = ad_source::Source::new(config.source()?.clone())?;
+    let sink = config.build_sink()?;
+    let store = Store::open(&config.state_dir)?;
+    Ok(Engine::new(source, sink, store, engine_options(config)))
+}
+
+/// 0, or 4 when a completed cycle needs a person's attention.
+fn report_exit_code(report: &CycleReport) -> ExitCode {
+    if report.needs_attention() {
+        ExitCode::from(EXIT_ATTENTION)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -307,7 +328,7 @@ async fn test_connection(config: &Config, json: bool) -> anyhow::Result<ExitCode
 fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     // Read-only and without the lock: `status` must work while `run` holds it, and must
     // never keep `run` from starting.
-    let Some(state) = State::open_read_only(&config.state_dir)? else {
+    let Some(state) = Store::open_read_only(&config.state_dir)? else {
         if json {
             let value = serde_json::json!({
                 "state": null,
@@ -329,11 +350,17 @@ fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     let cycles = state.recent_cycles(10)?;
     let users = state.count(ad_model::ObjectKind::User)?;
     let groups = state.count(ad_model::ObjectKind::Group)?;
+    let withheld = state.withheld()?;
+    let quarantined = state.quarantined()?;
+    let skipped = state.skipped()?;
     if json {
         let value = serde_json::json!({
             "state": connector,
             "checkpoint": checkpoint,
             "tracked": {"users": users, "groups": groups},
+            "withheld_deletes": withheld,
+            "quarantined": quarantined,
+            "skipped": skipped,
             "cycles": cycles,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -343,9 +370,9 @@ fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     match checkpoint {
         Some(cp) => println!(
             "Checkpoint: {} invocationId {} USN {} (last full sync {})",
-            cp.dc_host,
-            cp.invocation_id,
-            cp.usn,
+            cp.position.dc_host,
+            cp.position.invocation_id,
+            cp.position.usn,
             cp.last_full_sync
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_else(|| "never".into())
@@ -353,6 +380,46 @@ fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         None => println!("Checkpoint: none yet (the next cycle is a full sync)"),
     }
     println!("Tracked:    {users} users, {groups} groups acknowledged by the sink");
+    if !withheld.is_empty() {
+        println!(
+            "Withheld:   {} deletes held back by the delete guard (release: sync --full --confirm-deletes {}):",
+            withheld.len(),
+            withheld.len()
+        );
+        for row in withheld.iter().take(20) {
+            println!("  {} {}", row.kind.as_str(), row.dn);
+        }
+        if withheld.len() > 20 {
+            println!(
+                "  … and {} more (status --json lists all)",
+                withheld.len() - 20
+            );
+        }
+    }
+    if !quarantined.is_empty() {
+        println!(
+            "Refused:    {} records the platform refused (retried every cycle):",
+            quarantined.len()
+        );
+        for row in &quarantined {
+            println!(
+                "  {} {} {}: {}",
+                row.change,
+                row.kind.as_str(),
+                row.dn,
+                row.reason
+            );
+        }
+    }
+    if !skipped.is_empty() {
+        println!(
+            "Skipped:    {} entries that could not be read (re-read every cycle):",
+            skipped.len()
+        );
+        for row in &skipped {
+            println!("  {}: {}", row.dn, row.reason);
+        }
+    }
     println!("Cycles (newest first):");
     for cycle in cycles {
         println!(

@@ -18,7 +18,7 @@ pub async fn run(config: &Config, kind: SinkKind, limit: usize) -> anyhow::Resul
         match event {
             SourceEvent::User(decoded) if users.len() < limit => users.push(decoded.record),
             SourceEvent::Group(decoded) if groups.len() < limit => groups.push(decoded.record),
-            SourceEvent::Skipped { dn, reason } => eprintln!("skipped {dn}: {reason}"),
+            SourceEvent::Skipped { dn, reason, .. } => eprintln!("skipped {dn}: {reason}"),
             _ => {}
         }
         if users.len() >= limit && groups.len() >= limit {

@@ -38,3 +38,9 @@ impl Progress {
         self.bar.finish_and_clear();
     }
 }
+
+impl ad_sync::Observer for Progress {
+    fn object_read(&self, _kind: ad_model::ObjectKind) {
+        self.tick();
+    }
+}

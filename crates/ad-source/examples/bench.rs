@@ -5,7 +5,10 @@
 //! `ldapsearch -E pr=1000/noprompt` reading the same entries and attributes;
 //! (b) 100k and 1M generated users from `ad-testkit` (server in-process, on its own thread;
 //! the client runs on a current-thread runtime, i.e. one core), plus a delta after 10 changes
-//! in 100k users. Arguments: `bench [samba|100k|1m|all]` (default all).
+//! in 100k users; (c) `boundary`: in 100k generated users, a delta of 10 changes next to
+//! `time_boundary_users` over a one-hour and a one-day window (the directory's clock
+//! advanced).
+//! Arguments: `bench [samba|100k|1m|boundary|all]` (default all).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -187,12 +190,138 @@ fn child(case: &str) {
                 }
                 server.shutdown();
             }
+            "boundary" => boundary().await,
             other => {
                 eprintln!("unknown case {other}");
                 std::process::exit(2)
             }
         }
     });
+}
+
+/// Delta of 10 changes vs. the time-boundary search, both in 100k generated users.
+async fn boundary() {
+    let users = 100_000u64;
+    let directory = ad_testkit::Directory::generated(ad_testkit::GeneratedOptions {
+        users,
+        ..Default::default()
+    });
+    let server =
+        ad_testkit::TestServer::start(directory.clone(), ad_testkit::ServerOptions::default())
+            .unwrap_or_else(|e| fail(&e.to_string()));
+    let mut config = SourceConfig::new(
+        server.url(),
+        ad_testkit::SERVICE_ACCOUNT_UPN,
+        SecretString::from(ad_testkit::SERVICE_ACCOUNT_PASSWORD),
+    );
+    config.starttls = false;
+    config.allow_plain_ldap = true;
+    let clock = directory.clone();
+    let source = Source::new(config)
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .with_clock(std::sync::Arc::new(move || clock.now()));
+    let root = source
+        .root_dse()
+        .await
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let checkpoint = Checkpoint {
+        dc_host: root.dns_host_name,
+        invocation_id: root.invocation_id,
+        usn: root.highest_committed_usn,
+    };
+    let container = ad_testkit::generated_container(ad_testkit::BASE_DN);
+    for i in 0..10u64 {
+        let sam = format!("(sAMAccountName=u{:07})", i * 9_973);
+        if let Some(e) = directory
+            .search(&container, ad_testkit::Scope::OneLevel, &sam, false)
+            .ok()
+            .and_then(|v| v.into_iter().next())
+        {
+            let _ = directory.modify(
+                e.dn(),
+                [ad_testkit::Modification::replace("title", ["Changed"])],
+            );
+        }
+    }
+    let start = Instant::now();
+    let outcome = source
+        .changes_since(&checkpoint)
+        .await
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let DeltaOutcome::Changes(run) = outcome else {
+        fail("full sync required?")
+    };
+    let (d, _) = drain(run).await;
+    let delta = start.elapsed().as_secs_f64();
+    println!(
+        "RESULT delta, 10 changes in testkit 100k|{d}|{delta:.3}|{}|group index + changed groups + changed users + tombstones",
+        vm_hwm_kib(None).unwrap_or(0)
+    );
+    // Generated passwords were set 1 to 40 days before the reference time (maxPwdAge 42
+    // days): two days on, about 1/40 of them expire per day.
+    directory.advance_clock(chrono::TimeDelta::days(2));
+    let from = source.now();
+    for (label, window) in [
+        ("1-hour", chrono::TimeDelta::hours(1)),
+        ("1-day", chrono::TimeDelta::days(1)),
+    ] {
+        let to = from + window;
+        if to > source.now() {
+            directory.advance_clock(to - source.now());
+        }
+        let start = Instant::now();
+        let found = source
+            .time_boundary_users(from, to)
+            .await
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "RESULT time_boundary_users, {label} window in testkit 100k|{}|{secs:.3}|{}|{:.1}x the delta's time; {} notes",
+            found.users.len(),
+            vm_hwm_kib(None).unwrap_or(0),
+            secs / delta.max(f64::EPSILON),
+            found.notes.len()
+        );
+    }
+    // Part of each time_boundary_users call here: the testkit has no Password Settings
+    // Container, so PSO use is probed with a subtree search that finds nothing (a full scan).
+    let start = Instant::now();
+    let probed = pso_probe(&server.url()).await;
+    println!(
+        "RESULT of which: the PSO-in-use probe (msDS-PSOApplied=*)|{probed}|{:.3}|{}|unpaged, size limit 1, no match",
+        start.elapsed().as_secs_f64(),
+        vm_hwm_kib(None).unwrap_or(0)
+    );
+    server.shutdown();
+}
+
+async fn pso_probe(url: &str) -> u64 {
+    let Ok((conn, mut ldap)) = ldap3::LdapConnAsync::new(url).await else {
+        fail("cannot connect for the probe")
+    };
+    ldap3::drive!(conn);
+    let bound = ldap
+        .simple_bind(
+            ad_testkit::SERVICE_ACCOUNT_UPN,
+            ad_testkit::SERVICE_ACCOUNT_PASSWORD,
+        )
+        .await;
+    if bound.is_err() {
+        fail("bind for the probe failed");
+    }
+    let found = ldap
+        .with_search_options(ldap3::SearchOptions::new().sizelimit(1))
+        .search(
+            ad_testkit::BASE_DN,
+            ldap3::Scope::Subtree,
+            "(msDS-PSOApplied=*)",
+            vec!["1.1"],
+        )
+        .await
+        .map(|r| r.0.len() as u64)
+        .unwrap_or(0);
+    let _ = ldap.unbind().await;
+    found
 }
 
 fn ldapsearch_row() {
@@ -279,12 +408,13 @@ fn main() {
     }
     let which = args.get(1).cloned().unwrap_or_else(|| "all".to_owned());
     let cases: Vec<&str> = match which.as_str() {
-        "all" => vec!["samba", "100k", "1m"],
+        "all" => vec!["samba", "100k", "1m", "boundary"],
         "samba" => vec!["samba"],
         "100k" => vec!["100k"],
         "1m" => vec!["1m"],
+        "boundary" => vec!["boundary"],
         _ => {
-            eprintln!("usage: bench [samba|100k|1m|all]");
+            eprintln!("usage: bench [samba|100k|1m|boundary|all]");
             std::process::exit(2)
         }
     };

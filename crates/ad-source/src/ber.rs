@@ -4,7 +4,7 @@
 //! ldap3's own `SearchEntry::construct` and control parsers `expect()` on malformed input;
 //! a DC, a proxy or a test server sending something odd must cost one entry, not the process.
 
-use ad_model::RawEntry;
+use ad_model::{Guid, RawEntry};
 use ldap3::asn1::{PL, StructureTag};
 
 /// Read a BER TLV: (tag byte, contents, rest).
@@ -63,59 +63,118 @@ fn constructed(tag: StructureTag) -> Option<Vec<StructureTag>> {
     }
 }
 
-/// Why an entry could not be read; `dn` is whatever could be recovered.
+/// Why an entry could not be read; `dn` and `guid` are whatever could be recovered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MalformedEntry {
     pub(crate) dn: String,
+    /// The entry's `objectGUID`, when it was itself well-formed.
+    pub(crate) guid: Option<Guid>,
     pub(crate) reason: String,
+}
+
+/// The `objectGUID` among attribute tags (`SEQUENCE { type, SET OF value }`), if one is
+/// well-formed, without consuming them.
+fn guid_among(attrs: &[StructureTag]) -> Option<Guid> {
+    attrs.iter().find_map(|attr| {
+        let PL::C(pieces) = &attr.payload else {
+            return None;
+        };
+        let PL::P(name) = &pieces.first()?.payload else {
+            return None;
+        };
+        if !name.eq_ignore_ascii_case(b"objectGUID") {
+            return None;
+        }
+        let PL::C(values) = &pieces.get(1)?.payload else {
+            return None;
+        };
+        match &values.first()?.payload {
+            PL::P(value) => Guid::from_bytes(value).ok(),
+            PL::C(_) => None,
+        }
+    })
+}
+
+/// The attribute tags of a not-yet-consumed attribute list tag.
+fn attribute_tags(tag: Option<&StructureTag>) -> &[StructureTag] {
+    match tag.map(|t| &t.payload) {
+        Some(PL::C(attrs)) => attrs,
+        _ => &[],
+    }
 }
 
 /// Turn a SearchResultEntry tag (`[APPLICATION 4] SEQUENCE { objectName, attributes }`)
 /// into a [`RawEntry`] without copying values.
 pub(crate) fn entry_from_tag(tag: StructureTag) -> Result<RawEntry, MalformedEntry> {
-    let bad = |dn: &str, reason: &str| MalformedEntry {
+    let bad = |dn: &str, guid: Option<Guid>, reason: &str| MalformedEntry {
         dn: dn.to_owned(),
+        guid,
         reason: reason.to_owned(),
     };
     if tag.id != 4 {
         return Err(bad(
             "",
+            None,
             "the server sent a search result that is not an entry",
         ));
     }
     let mut parts = constructed(tag)
-        .ok_or_else(|| bad("", "the entry is not a BER sequence"))?
+        .ok_or_else(|| bad("", None, "the entry is not a BER sequence"))?
         .into_iter();
     let dn_bytes = parts
         .next()
         .and_then(primitive)
-        .ok_or_else(|| bad("", "the entry has no DN"))?;
+        .ok_or_else(|| bad("", None, "the entry has no DN"))?;
     let dn = match String::from_utf8(dn_bytes) {
         Ok(dn) => dn,
         Err(e) => {
             let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
-            return Err(bad(&lossy, "the entry's DN is not valid UTF-8"));
+            let guid = guid_among(attribute_tags(parts.as_slice().first()));
+            return Err(bad(&lossy, guid, "the entry's DN is not valid UTF-8"));
         }
     };
     let attrs = parts
         .next()
         .and_then(constructed)
-        .ok_or_else(|| bad(&dn, "the entry's attribute list is malformed"))?;
+        .ok_or_else(|| bad(&dn, None, "the entry's attribute list is malformed"))?;
     let mut entry = RawEntry::new(dn);
-    for attr in attrs {
+    let mut attrs = attrs.into_iter();
+    while let Some(attr) = attrs.next() {
+        // On failure: the GUID if it was read already or is among the attributes left.
+        let guid = |entry: &RawEntry, rest: &[StructureTag]| {
+            entry
+                .first("objectGUID")
+                .and_then(|v| Guid::from_bytes(v).ok())
+                .or_else(|| guid_among(rest))
+        };
         let mut pieces = match constructed(attr) {
             Some(p) => p.into_iter(),
-            None => return Err(bad(entry.dn(), "an attribute is not a BER sequence")),
+            None => {
+                return Err(bad(
+                    entry.dn(),
+                    guid(&entry, attrs.as_slice()),
+                    "an attribute is not a BER sequence",
+                ));
+            }
         };
-        let name = pieces
+        let Some(name) = pieces
             .next()
             .and_then(primitive)
             .and_then(|n| String::from_utf8(n).ok())
-            .ok_or_else(|| bad(entry.dn(), "an attribute name is missing or not UTF-8"))?;
-        let values = pieces
-            .next()
-            .and_then(constructed)
-            .ok_or_else(|| bad(entry.dn(), &format!("attribute {name} has no value set")))?;
+        else {
+            return Err(bad(
+                entry.dn(),
+                guid(&entry, attrs.as_slice()),
+                "an attribute name is missing or not UTF-8",
+            ));
+        };
+        let Some(values) = pieces.next().and_then(constructed) else {
+            return Err(bad(
+                entry.dn(),
+                guid(&entry, attrs.as_slice()),
+                &format!("attribute {name} has no value set"),
+            ));
+        };
         let mut out = Vec::with_capacity(values.len());
         for value in values {
             match primitive(value) {
@@ -123,6 +182,7 @@ pub(crate) fn entry_from_tag(tag: StructureTag) -> Result<RawEntry, MalformedEnt
                 None => {
                     return Err(bad(
                         entry.dn(),
+                        guid(&entry, attrs.as_slice()),
                         &format!("a value of attribute {name} is not an octet string"),
                     ));
                 }
@@ -240,5 +300,44 @@ mod tests {
             ],
         );
         assert!(entry_from_tag(bad_value).unwrap_err().reason.contains("cn"));
+
+        // The GUID is recovered when it is itself well-formed, before or after the bad part.
+        let guid = [0x11u8; 16];
+        let bad_attr = || c(16, TagClass::Universal, vec![p(b"cn"), p(b"x")]);
+        for attrs in [
+            vec![attr("objectGUID", &[&guid]), bad_attr()],
+            vec![bad_attr(), attr("objectGUID", &[&guid])],
+        ] {
+            let err = entry_from_tag(c(
+                4,
+                TagClass::Application,
+                vec![p(b"CN=d"), c(16, TagClass::Universal, attrs)],
+            ))
+            .unwrap_err();
+            assert_eq!(err.dn, "CN=d");
+            assert_eq!(err.guid, Some(Guid::from_bytes(&guid).unwrap()));
+        }
+        let bad_dn_with_guid = c(
+            4,
+            TagClass::Application,
+            vec![
+                p(&[0xff]),
+                c(16, TagClass::Universal, vec![attr("objectGUID", &[&guid])]),
+            ],
+        );
+        assert!(entry_from_tag(bad_dn_with_guid).unwrap_err().guid.is_some());
+        let short_guid = c(
+            4,
+            TagClass::Application,
+            vec![
+                p(b"CN=e"),
+                c(
+                    16,
+                    TagClass::Universal,
+                    vec![attr("objectGUID", &[&[1u8; 15]]), bad_attr()],
+                ),
+            ],
+        );
+        assert_eq!(entry_from_tag(short_guid).unwrap_err().guid, None);
     }
 }

@@ -42,7 +42,7 @@
 //!         SourceEvent::User(user) => { /* send user.record */ }
 //!         SourceEvent::Group(group) => { /* … */ }
 //!         SourceEvent::Deleted(gone) => { /* delete by gone.object_guid */ }
-//!         SourceEvent::Skipped { dn, reason } => eprintln!("skipped {dn}: {reason}"),
+//!         SourceEvent::Skipped { dn, reason, .. } => eprintln!("skipped {dn}: {reason}"),
 //!         SourceEvent::Warning { message } => eprintln!("{message}"),
 //!     }
 //! }
@@ -54,6 +54,17 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Reads are never silently incomplete: a page without the paged-results control or a search
+//! ending in sizeLimitExceeded / timeLimitExceeded / adminLimitExceeded keeps what was read,
+//! ends that search and is counted ([`Counters`], [`SyncSummary::truncated`],
+//! [`SyncSummary::incomplete_reasons`]); other errors fail the run.
+//!
+//! Beyond full and delta runs: [`Source::read_objects`] re-reads objects by DN (to retry
+//! skipped or quarantined ones), and [`Source::time_boundary_users`] finds the users whose
+//! account expired, lockout ended or password expired by age in a time window — changes AD
+//! never writes, so no delta reports them. "Now" comes from the source's [`Clock`]
+//! ([`Source::with_clock`]).
+//!
 //! Transport: `ldaps://` or `ldap://` + StartTLS, certificates verified against `ca_file`
 //! (PEM or DER) or the system roots, with rustls and the *ring* provider only. Plain LDAP
 //! needs `allow_plain_ldap = true`. Failures are sentences ([`SourceError`],
@@ -63,11 +74,13 @@
 
 mod ber;
 pub mod bind_error;
+mod boundary;
 pub mod checkpoint;
 pub mod config;
 mod connection;
 pub mod error;
 pub mod membership;
+mod objects;
 mod paging;
 pub mod probe;
 pub mod range;
@@ -77,6 +90,7 @@ pub mod sync;
 pub mod tls;
 
 pub use bind_error::{BindFailure, BindFailureKind};
+pub use boundary::TimeBoundary;
 pub use checkpoint::Checkpoint;
 pub use config::{SearchScope, SourceConfig, Transport};
 pub use error::SourceError;
@@ -84,7 +98,9 @@ pub use membership::{GroupIndex, MembersIndex};
 pub use probe::{ProbeOutcome, ProbeReport, ProbeStep, ProbeStepKind};
 pub use root_dse::RootDse;
 pub use session::Counters;
-pub use sync::{DeltaOutcome, EVENT_BUFFER, RunKind, Source, SourceEvent, SyncRun, SyncSummary};
+pub use sync::{
+    Clock, DeltaOutcome, EVENT_BUFFER, RunKind, Source, SourceEvent, SyncRun, SyncSummary,
+};
 
 impl Source {
     /// Check every step from DNS to reading objectSid; never fails, the report says.

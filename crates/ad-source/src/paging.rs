@@ -17,7 +17,21 @@
 //! the same DC. Entries already handed out are recognised by a 64-bit fingerprint of their
 //! `objectGUID` and not emitted again; entries not seen before are emitted, whatever order the
 //! server uses the second time. The fingerprints cost 8 bytes per entry of the running
-//! search (8 MB per million entries) and are only kept when `max_reconnects > 0`.
+//! search (8 MB per million entries) and are only kept when `max_reconnects > 0`. A restart
+//! that throws away part of a read is counted (`searches_restarted`).
+//!
+//! # Incomplete reads are counted, never silent
+//!
+//! - A page answered **without the paged-results response control** gives no cookie to
+//!   continue with: the search ends there (`pages_without_paged_control`); entries may be
+//!   missing.
+//! - A search that ends with **sizeLimitExceeded (4), timeLimitExceeded (3) or
+//!   adminLimitExceeded (11)** keeps the entries returned until then and ends
+//!   (`limit_exceeded`), rather than failing the whole run; entries may be missing.
+//! - Any other error result fails the read ([`SourceError::Search`]).
+//!
+//! Each occurrence is logged with `tracing::warn`; [`crate::Counters::truncated`] says
+//! whether entries may be missing.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -132,6 +146,8 @@ pub(crate) struct PagedReader {
     done: bool,
     dedupe: Dedupe,
     attempt: u32,
+    /// Something of this search was read since it (re)started: a restart now loses work.
+    progressed: bool,
 }
 
 impl PagedReader {
@@ -148,6 +164,7 @@ impl PagedReader {
                 ..Dedupe::default()
             },
             attempt: 1,
+            progressed: false,
         }
     }
 
@@ -169,6 +186,7 @@ impl PagedReader {
                     }
                     self.dedupe.record(fp);
                     self.attempt = 1;
+                    self.progressed = true;
                     return Ok(Some(item));
                 }
                 Ok(None) => continue,
@@ -180,6 +198,16 @@ impl PagedReader {
                     self.attempt += 1;
                     self.cookie.clear();
                     self.dedupe.restart();
+                    if self.progressed {
+                        session.counters.searches_restarted += 1;
+                        tracing::warn!(
+                            host = %session.conn.host(), base = %self.spec.base,
+                            filter = %self.spec.filter,
+                            "{} restarts from its first page after a reconnect; entries already returned are not returned again",
+                            self.operation
+                        );
+                    }
+                    self.progressed = false;
                 }
                 Err(e) => {
                     self.done = true;
@@ -236,6 +264,19 @@ impl PagedReader {
         }
         let result = stream.finish().await;
         self.stream = None;
+        if matches!(result.rc, 3 | 4 | 11) {
+            // A server limit: keep what was returned, end this search, count it.
+            session.counters.limit_exceeded += 1;
+            self.done = true;
+            tracing::warn!(
+                %host, base = %self.spec.base, filter = %self.spec.filter,
+                result_code = result.rc,
+                "{} ended early ({}); the entries returned so far are kept and entries may be missing",
+                self.operation,
+                search_reason(result.rc, &result.text)
+            );
+            return Ok(None);
+        }
         if result.rc != 0 {
             return Err(SourceError::Search {
                 host,
@@ -252,8 +293,17 @@ impl PagedReader {
             .and_then(|c| c.1.val.as_deref())
             .map(ber::paged_cookie);
         match cookie {
-            // No paged-results response: the server ignored paging and sent everything.
-            None => self.done = true,
+            // No paged-results response: no cookie to continue with, so the search ends here.
+            // A server ignoring paging may have sent everything, or only what it wanted to.
+            None => {
+                session.counters.pages_without_paged_control += 1;
+                self.done = true;
+                tracing::warn!(
+                    %host, base = %self.spec.base, filter = %self.spec.filter,
+                    "{} got a page without the paged-results response control; the search ends here and entries may be missing",
+                    self.operation
+                );
+            }
             Some(None) => {
                 return Err(SourceError::Search {
                     host,
@@ -264,7 +314,10 @@ impl PagedReader {
                 });
             }
             Some(Some(c)) if c.is_empty() => self.done = true,
-            Some(Some(c)) => self.cookie = c,
+            Some(Some(c)) => {
+                self.cookie = c;
+                self.progressed = true;
+            }
         }
         Ok(None)
     }

@@ -23,8 +23,19 @@ pub struct Counters {
     pub skipped: u64,
     /// Attribute-level decode warnings (fields left empty).
     pub decode_warnings: u64,
-    /// Continuation references (referrals) received and ignored.
+    /// Continuation references (referrals) received and ignored: objects in the naming
+    /// contexts or domains they point to were not read.
     pub referrals_ignored: u64,
+    /// Result pages answered without the paged-results response control. The search cannot
+    /// continue past such a page, so it ended there and **entries may be missing**.
+    pub pages_without_paged_control: u64,
+    /// Searches that ended with sizeLimitExceeded (4), timeLimitExceeded (3) or
+    /// adminLimitExceeded (11): the entries returned until then were kept, the search ended,
+    /// and **entries may be missing**.
+    pub limit_exceeded: u64,
+    /// Searches restarted from their first page after a reconnect, having already read part
+    /// of the result (entries already returned were not returned again).
+    pub searches_restarted: u64,
     /// Result pages read.
     pub pages: u64,
     /// Reconnects after a dropped connection or a busy DC.
@@ -35,6 +46,54 @@ pub struct Counters {
     pub range_fetches: u64,
     /// Extra reads to resolve groups outside the group index (by DN or primary group RID).
     pub group_lookups: u64,
+}
+
+impl Counters {
+    /// Whether entries may be missing from the read: a page came back without the
+    /// paged-results response control, or a search ended with a limit error.
+    pub fn truncated(&self) -> bool {
+        self.pages_without_paged_control > 0 || self.limit_exceeded > 0
+    }
+
+    /// One plain sentence per nonzero counter among `pages_without_paged_control`,
+    /// `limit_exceeded`, `searches_restarted` and `referrals_ignored`.
+    pub fn incomplete_reasons(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let n = self.pages_without_paged_control;
+        if n > 0 {
+            out.push(format!(
+                "{n} {} answered without the paged-results response control, so the {} ended there: entries may be missing",
+                plural(n, "result page was", "result pages were"),
+                plural(n, "search", "searches"),
+            ));
+        }
+        let n = self.limit_exceeded;
+        if n > 0 {
+            out.push(format!(
+                "{n} {} with sizeLimitExceeded/timeLimitExceeded/adminLimitExceeded: entries may be missing",
+                plural(n, "search ended", "searches ended"),
+            ));
+        }
+        let n = self.searches_restarted;
+        if n > 0 {
+            out.push(format!(
+                "{n} {} from the first page after a reconnect; entries already read were not repeated",
+                plural(n, "search restarted", "searches restarted"),
+            ));
+        }
+        let n = self.referrals_ignored;
+        if n > 0 {
+            out.push(format!(
+                "{n} {} not followed: objects in the naming contexts or domains they point to were not read",
+                plural(n, "referral was", "referrals were"),
+            ));
+        }
+        out
+    }
+}
+
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
 }
 
 /// Base delay between reconnect attempts (doubles per attempt, capped at 10 s).
@@ -211,6 +270,64 @@ pub(crate) fn effective_page_size(configured: u32, server_max: Option<u32>) -> u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incomplete_reads_are_sentences() {
+        let clean = Counters {
+            users: 5,
+            pages: 2,
+            ..Counters::default()
+        };
+        assert!(!clean.truncated());
+        assert!(clean.incomplete_reasons().is_empty());
+        let limited = Counters {
+            limit_exceeded: 3,
+            ..Counters::default()
+        };
+        assert!(limited.truncated());
+        assert_eq!(
+            limited.incomplete_reasons(),
+            vec![
+                "3 searches ended with sizeLimitExceeded/timeLimitExceeded/adminLimitExceeded: entries may be missing"
+            ]
+        );
+        let all = Counters {
+            pages_without_paged_control: 1,
+            limit_exceeded: 1,
+            searches_restarted: 2,
+            referrals_ignored: 3,
+            ..Counters::default()
+        };
+        let reasons = all.incomplete_reasons();
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert!(
+            reasons[0].starts_with("1 result page was answered without"),
+            "{}",
+            reasons[0]
+        );
+        assert!(
+            reasons[1].starts_with("1 search ended with"),
+            "{}",
+            reasons[1]
+        );
+        assert!(
+            reasons[2].starts_with("2 searches restarted"),
+            "{}",
+            reasons[2]
+        );
+        assert!(
+            reasons[3].starts_with("3 referrals were not followed"),
+            "{}",
+            reasons[3]
+        );
+        let restarted = Counters {
+            searches_restarted: 1,
+            referrals_ignored: 1,
+            ..Counters::default()
+        };
+        assert!(!restarted.truncated());
+        assert_eq!(restarted.incomplete_reasons().len(), 2);
+    }
 
     #[test]
     fn page_size_is_capped() {

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use ad_model::{Decoded, Deleted, Group, ObjectKind, RawEntry, User};
-use chrono::Utc;
+use ad_model::{Decoded, Deleted, Group, Guid, ObjectKind, RawEntry, User};
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -18,6 +18,11 @@ use crate::session::{Counters, Session};
 
 /// Events in flight between the reader and the consumer. Small: memory stays flat.
 pub const EVENT_BUFFER: usize = 256;
+
+/// Where a [`Source`] gets "now" from: the instant account status (expiry) is judged at when
+/// users are decoded. [`Source::new`] uses [`Utc::now`]; tests pass a controllable one with
+/// [`Source::with_clock`] (e.g. `Arc::new(move || directory.now())`).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// One thing the source found.
 #[derive(Debug, Clone)]
@@ -34,6 +39,10 @@ pub enum SourceEvent {
     Skipped {
         /// The entry's DN (as far as it could be read).
         dn: String,
+        /// The entry's `objectGUID`, when it could be read (the entry was skipped for another
+        /// attribute or an incomplete ranged read); `None` when the GUID itself is missing or
+        /// malformed.
+        guid: Option<Guid>,
         /// Why, as a sentence.
         reason: String,
     },
@@ -64,6 +73,23 @@ pub struct SyncSummary {
     pub checkpoint: Checkpoint,
     /// What happened.
     pub counters: Counters,
+}
+
+impl SyncSummary {
+    /// Whether entries may be missing from this run: a page came back without the
+    /// paged-results response control, or a search ended with sizeLimitExceeded /
+    /// timeLimitExceeded / adminLimitExceeded. A consumer should not conclude from a
+    /// truncated full snapshot that an object it did not see was deleted.
+    pub fn truncated(&self) -> bool {
+        self.counters.truncated()
+    }
+
+    /// One plain sentence per nonzero counter among `pages_without_paged_control`,
+    /// `limit_exceeded`, `searches_restarted` and `referrals_ignored`, e.g. "3 searches ended
+    /// with sizeLimitExceeded/timeLimitExceeded/adminLimitExceeded: entries may be missing".
+    pub fn incomplete_reasons(&self) -> Vec<String> {
+        self.counters.incomplete_reasons()
+    }
 }
 
 /// A running sync: read events with [`SyncRun::next_event`] until `None`, then call
@@ -110,23 +136,50 @@ pub enum DeltaOutcome {
 }
 
 /// The directory reader.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Source {
     config: Arc<SourceConfig>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Source {
-    /// Check the configuration (URL, transport, filters) and keep it.
+    /// Check the configuration (URL, transport, filters) and keep it. The clock is
+    /// [`Utc::now`].
     pub fn new(config: SourceConfig) -> Result<Source, SourceError> {
         config.endpoint()?;
         Ok(Source {
             config: Arc::new(config),
+            clock: Arc::new(Utc::now),
         })
+    }
+
+    /// The same source judging time-dependent account state (expiry) by `clock` instead of
+    /// the system clock.
+    pub fn with_clock(self, clock: Clock) -> Source {
+        Source { clock, ..self }
+    }
+
+    /// "Now" by this source's clock: the instant users are decoded at.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
     }
 
     /// The configuration.
     pub fn config(&self) -> &SourceConfig {
         &self.config
+    }
+
+    /// The configuration, shared (for sessions).
+    pub(crate) fn config_arc(&self) -> Arc<SourceConfig> {
+        self.config.clone()
     }
 
     /// Connect, bind and read the rootDSE (invocationId, domain SID, MaxPageSize included).
@@ -143,7 +196,7 @@ impl Source {
     /// [`SyncRun::finish`].
     pub async fn full_snapshot(&self) -> Result<SyncRun, SourceError> {
         let session = Session::open(self.config.clone()).await?;
-        Ok(spawn_run(session, RunKind::Full, None))
+        Ok(spawn_run(session, RunKind::Full, None, self.now()))
     }
 
     /// Read what changed since `checkpoint` on the same DC: changed groups (with full member
@@ -163,72 +216,9 @@ impl Source {
             session,
             RunKind::Delta,
             Some(checkpoint.usn),
+            self.now(),
         )))
     }
-}
-
-impl Source {
-    /// Read the users at these DNs (base searches with the user filter), with resolved
-    /// groups and primary group, as a delta would return them.
-    ///
-    /// This is how a consumer re-reads the members added to or removed from a changed group:
-    /// AD does not bump a user's `uSNChanged` when only its group membership changes, so a
-    /// delta reports the group alone. DNs that no longer exist, are outside `base_dn`, or do
-    /// not match the user filter are left out.
-    pub async fn read_users(&self, dns: &[String]) -> Result<Vec<Decoded<User>>, SourceError> {
-        if dns.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut session = Session::open(self.config.clone()).await?;
-        let result = read_users_in(&mut session, dns).await;
-        let conn = session.conn.clone();
-        conn.close().await;
-        result
-    }
-}
-
-async fn read_users_in(
-    session: &mut Session,
-    dns: &[String],
-) -> Result<Vec<Decoded<User>>, SourceError> {
-    let base = session.base_dn();
-    let now = Utc::now();
-    let mut index = read_group_index(session, &base).await?;
-    let mut users = Vec::with_capacity(dns.len());
-    for dn in dns.iter().filter(|dn| within(dn, &base)) {
-        let spec = SearchSpec {
-            base: dn.clone(),
-            scope: ldap3::Scope::Base,
-            filter: session.config.user_filter.clone(),
-            attrs: User::ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect(),
-            show_deleted: false,
-            what: "a member of a changed group",
-        };
-        let mut reader = PagedReader::new(session, spec);
-        loop {
-            let item = match reader.next(session).await {
-                Ok(Some(item)) => item,
-                Ok(None) => break,
-                // Gone since the group was read (deleted or renamed): nothing to re-send.
-                Err(SourceError::Search {
-                    result_code: 32, ..
-                }) => break,
-                Err(e) => return Err(e),
-            };
-            let Item::Entry(mut entry) = item else {
-                continue;
-            };
-            if complete_ranges(session, &mut entry).await.is_err() {
-                continue;
-            }
-            let Ok(mut decoded) = User::from_entry(&entry, now) else {
-                continue;
-            };
-            resolve_user_groups(session, &mut index, &mut decoded.record).await?;
-            users.push(decoded);
-        }
-    }
-    Ok(users)
 }
 
 /// Why a checkpoint cannot be continued on the DC described by `root`, if it cannot.
@@ -254,12 +244,12 @@ pub fn full_sync_reason(root: &RootDse, checkpoint: &Checkpoint) -> Option<Strin
     None
 }
 
-fn spawn_run(session: Session, kind: RunKind, since: Option<u64>) -> SyncRun {
+fn spawn_run(session: Session, kind: RunKind, since: Option<u64>, now: DateTime<Utc>) -> SyncRun {
     let (tx, rx) = mpsc::channel(EVENT_BUFFER);
     let root_dse = session.root.clone();
     let task = tokio::spawn(async move {
         let mut session = session;
-        let result = run(&mut session, kind, since, &tx).await;
+        let result = run(&mut session, kind, since, now, &tx).await;
         let conn = session.conn.clone();
         conn.close().await;
         result
@@ -271,16 +261,31 @@ fn spawn_run(session: Session, kind: RunKind, since: Option<u64>) -> SyncRun {
     }
 }
 
-struct Emitter<'a> {
-    tx: &'a mpsc::Sender<SourceEvent>,
+/// Where events go: the bounded channel of a [`SyncRun`], or a list returned at the end.
+pub(crate) enum Emitter<'a> {
+    /// Stream to the consumer (back-pressure: waits while the channel is full).
+    Channel(&'a mpsc::Sender<SourceEvent>),
+    /// Collect (for reads that return a list).
+    Collect(Vec<SourceEvent>),
 }
 
 impl Emitter<'_> {
-    async fn send(&self, event: SourceEvent) -> Result<(), SourceError> {
-        self.tx
-            .send(event)
-            .await
-            .map_err(|_| SourceError::Cancelled)
+    pub(crate) async fn send(&mut self, event: SourceEvent) -> Result<(), SourceError> {
+        match self {
+            Emitter::Channel(tx) => tx.send(event).await.map_err(|_| SourceError::Cancelled),
+            Emitter::Collect(events) => {
+                events.push(event);
+                Ok(())
+            }
+        }
+    }
+
+    /// The collected events (none for a channel: they went to the consumer).
+    pub(crate) fn into_events(self) -> Vec<SourceEvent> {
+        match self {
+            Emitter::Channel(_) => Vec::new(),
+            Emitter::Collect(events) => events,
+        }
     }
 }
 
@@ -288,15 +293,16 @@ async fn run(
     session: &mut Session,
     kind: RunKind,
     since: Option<u64>,
+    now: DateTime<Utc>,
     tx: &mpsc::Sender<SourceEvent>,
 ) -> Result<SyncSummary, SourceError> {
-    let out = Emitter { tx };
+    let mut out = Emitter::Channel(tx);
+    let out = &mut out;
     let checkpoint = Checkpoint {
         dc_host: session.root.dns_host_name.clone(),
         invocation_id: session.root.invocation_id,
         usn: session.root.highest_committed_usn,
     };
-    let now = Utc::now();
     let base = session.base_dn();
     let scope = session.config.scope.to_ldap();
     let changed = |filter: &str| match since {
@@ -317,19 +323,8 @@ async fn run(
         what: "groups",
     };
     let mut reader = PagedReader::new(session, spec);
-    while let Some(entry) = next_complete(session, &mut reader, &out).await? {
-        match Group::from_entry(&entry) {
-            Ok(mut decoded) => {
-                index
-                    .fill_missing(session, &decoded.record.member_of, None)
-                    .await?;
-                decoded.record.groups = index.resolve(&decoded.record.member_of, None);
-                session.counters.groups += 1;
-                session.counters.decode_warnings += decoded.warnings.len() as u64;
-                out.send(SourceEvent::Group(decoded)).await?;
-            }
-            Err(e) => skip(session, &out, entry.dn(), e.to_string()).await?,
-        }
+    while let Some(entry) = next_complete(session, &mut reader, out).await? {
+        emit_group(session, &mut index, &entry, out).await?;
     }
 
     // 3. Users (all, or changed), with resolved groups and primary group.
@@ -342,21 +337,13 @@ async fn run(
         what: "users",
     };
     let mut reader = PagedReader::new(session, spec);
-    while let Some(entry) = next_complete(session, &mut reader, &out).await? {
-        match User::from_entry(&entry, now) {
-            Ok(mut decoded) => {
-                resolve_user_groups(session, &mut index, &mut decoded.record).await?;
-                session.counters.users += 1;
-                session.counters.decode_warnings += decoded.warnings.len() as u64;
-                out.send(SourceEvent::User(decoded)).await?;
-            }
-            Err(e) => skip(session, &out, entry.dn(), e.to_string()).await?,
-        }
+    while let Some(entry) = next_complete(session, &mut reader, out).await? {
+        emit_user(session, &mut index, &entry, now, out).await?;
     }
 
     // 4. Deletions (delta only).
     if let Some(usn) = since {
-        read_tombstones(session, usn, &base, &out).await?;
+        read_tombstones(session, usn, &base, out).await?;
     }
 
     Ok(SyncSummary {
@@ -366,8 +353,74 @@ async fn run(
     })
 }
 
+/// Decode a group entry, resolve its parent groups and emit it (or skip it).
+pub(crate) async fn emit_group(
+    session: &mut Session,
+    index: &mut GroupIndex,
+    entry: &RawEntry,
+    out: &mut Emitter<'_>,
+) -> Result<(), SourceError> {
+    match Group::from_entry(entry) {
+        Ok(mut decoded) => {
+            index
+                .fill_missing(session, &decoded.record.member_of, None)
+                .await?;
+            decoded.record.groups = index.resolve(&decoded.record.member_of, None);
+            session.counters.groups += 1;
+            session.counters.decode_warnings += decoded.warnings.len() as u64;
+            out.send(SourceEvent::Group(decoded)).await
+        }
+        Err(e) => skip(session, out, entry.dn(), entry_guid(entry), e.to_string()).await,
+    }
+}
+
+/// Decode a user entry at `now`, resolve its groups (primary group included) and emit it (or
+/// skip it).
+pub(crate) async fn emit_user(
+    session: &mut Session,
+    index: &mut GroupIndex,
+    entry: &RawEntry,
+    now: DateTime<Utc>,
+    out: &mut Emitter<'_>,
+) -> Result<(), SourceError> {
+    match decode_user(session, index, entry, now).await? {
+        Ok(decoded) => {
+            session.counters.users += 1;
+            session.counters.decode_warnings += decoded.warnings.len() as u64;
+            out.send(SourceEvent::User(decoded)).await
+        }
+        Err(reason) => skip(session, out, entry.dn(), entry_guid(entry), reason).await,
+    }
+}
+
+/// Decode a user entry at `now` with resolved groups; `Ok(Err(reason))` if it cannot be.
+pub(crate) async fn decode_user(
+    session: &mut Session,
+    index: &mut GroupIndex,
+    entry: &RawEntry,
+    now: DateTime<Utc>,
+) -> Result<Result<Decoded<User>, String>, SourceError> {
+    match User::from_entry(entry, now) {
+        Ok(mut decoded) => {
+            resolve_user_groups(session, index, &mut decoded.record).await?;
+            Ok(Ok(decoded))
+        }
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+/// The entry's `objectGUID`, when it is well-formed.
+pub(crate) fn entry_guid(entry: &RawEntry) -> Option<Guid> {
+    entry
+        .first("objectGUID")
+        .and_then(|v| Guid::from_bytes(v).ok())
+}
+
 /// Read the group index: every group in scope, three attributes each.
-async fn read_group_index(session: &mut Session, base: &str) -> Result<GroupIndex, SourceError> {
+pub(crate) async fn read_group_index(
+    session: &mut Session,
+    base: &str,
+) -> Result<GroupIndex, SourceError> {
     let mut index = GroupIndex::new(session.root.domain_sid);
     let spec = SearchSpec {
         base: base.to_owned(),
@@ -387,7 +440,7 @@ async fn read_group_index(session: &mut Session, base: &str) -> Result<GroupInde
 }
 
 /// Fill `user.groups`: resolved `memberOf` plus the primary group.
-async fn resolve_user_groups(
+pub(crate) async fn resolve_user_groups(
     session: &mut Session,
     index: &mut GroupIndex,
     user: &mut User,
@@ -405,17 +458,18 @@ async fn resolve_user_groups(
 
 /// The next entry of `reader` with its ranged attributes complete. Entries that cannot be
 /// read, or whose ranges cannot be completed, are reported as skipped and passed over.
-async fn next_complete(
+pub(crate) async fn next_complete(
     session: &mut Session,
     reader: &mut PagedReader,
-    out: &Emitter<'_>,
+    out: &mut Emitter<'_>,
 ) -> Result<Option<RawEntry>, SourceError> {
     while let Some(item) = reader.next(session).await? {
         let Some(mut entry) = readable(session, item, out).await? else {
             continue;
         };
         if let Err(reason) = ranges(session, &mut entry).await? {
-            skip(session, out, entry.dn(), reason).await?;
+            let guid = entry_guid(&entry);
+            skip(session, out, entry.dn(), guid, reason).await?;
             continue;
         }
         return Ok(Some(entry));
@@ -426,12 +480,12 @@ async fn next_complete(
 async fn readable(
     session: &mut Session,
     item: Item,
-    out: &Emitter<'_>,
+    out: &mut Emitter<'_>,
 ) -> Result<Option<RawEntry>, SourceError> {
     match item {
         Item::Entry(entry) => Ok(Some(entry)),
         Item::Malformed(m) => {
-            skip(session, out, &m.dn, m.reason).await?;
+            skip(session, out, &m.dn, m.guid, m.reason).await?;
             Ok(None)
         }
     }
@@ -457,16 +511,18 @@ async fn ranges(
     }
 }
 
-async fn skip(
+pub(crate) async fn skip(
     session: &mut Session,
-    out: &Emitter<'_>,
+    out: &mut Emitter<'_>,
     dn: &str,
+    guid: Option<Guid>,
     reason: String,
 ) -> Result<(), SourceError> {
-    tracing::warn!(%dn, %reason, "entry skipped");
+    tracing::warn!(%dn, guid = ?guid, %reason, "entry skipped");
     session.counters.skipped += 1;
     out.send(SourceEvent::Skipped {
         dn: dn.to_owned(),
+        guid,
         reason,
     })
     .await
@@ -483,7 +539,8 @@ const TOMBSTONE_ATTRIBUTES: &[&str] = &[
     "lastKnownParent",
 ];
 
-fn within(dn: &str, base: &str) -> bool {
+/// Whether `dn` is `base` or below it (case-insensitive).
+pub(crate) fn within(dn: &str, base: &str) -> bool {
     let dn = dn.to_ascii_lowercase();
     let base = base.to_ascii_lowercase();
     dn == base || dn.ends_with(&format!(",{base}"))
@@ -493,7 +550,7 @@ async fn read_tombstones(
     session: &mut Session,
     usn: u64,
     base: &str,
-    out: &Emitter<'_>,
+    out: &mut Emitter<'_>,
 ) -> Result<(), SourceError> {
     let domain = session.domain_dn().to_owned();
     let host = session.conn.host().to_owned();
@@ -560,7 +617,7 @@ async fn read_tombstones(
                     session.counters.deleted += 1;
                     out.send(SourceEvent::Deleted(decoded.record)).await?;
                 }
-                Err(e) => skip(session, out, entry.dn(), e.to_string()).await?,
+                Err(e) => skip(session, out, entry.dn(), entry_guid(&entry), e.to_string()).await?,
             }
         }
         Ok(())
@@ -594,7 +651,7 @@ async fn deleted_objects_visible(
     session: &mut Session,
     container: &str,
     scope: ldap3::Scope,
-    out: &Emitter<'_>,
+    out: &mut Emitter<'_>,
     no_rights: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<bool, SourceError> {
     let host = session.conn.host().to_owned();

@@ -106,19 +106,49 @@ impl Modification {
     }
 }
 
-/// Domain password and lockout policy, used for `msDS-User-Account-Control-Computed`.
+/// 100-ns FILETIME ticks per second.
+const TICKS_PER_SECOND: i64 = 10_000_000;
+
+/// Domain password and lockout policy, used for `msDS-User-Account-Control-Computed`. Kept in
+/// step with the `maxPwdAge` / `lockoutDuration` attributes of the domain head, which AD
+/// stores as negative 100-ns intervals (`-9223372036854775808` or `0`: never).
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
-    pub(crate) max_password_age: chrono::Duration,
-    /// `None`: locked accounts stay locked until an administrator unlocks them.
-    pub(crate) lockout_duration: Option<chrono::Duration>,
+    /// In 100-ns ticks; `None`: passwords never expire by age.
+    pub(crate) max_password_age: Option<i64>,
+    /// In 100-ns ticks; `None`: locked accounts stay locked until an administrator unlocks
+    /// them.
+    pub(crate) lockout_duration: Option<i64>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Self {
-            max_password_age: chrono::Duration::days(42),
+            max_password_age: Some(42 * 86_400 * TICKS_PER_SECOND),
             lockout_duration: None,
+        }
+    }
+}
+
+impl Policy {
+    /// An interval attribute as AD stores it (negative ticks) → positive ticks, `None` for
+    /// "never" (`0`, `i64::MIN`) and anything unreadable.
+    fn interval(value: Option<i64>) -> Option<i64> {
+        match value? {
+            0 | i64::MIN => None,
+            v => Some(v.saturating_abs()),
+        }
+    }
+
+    /// The AD form of an interval: negative ticks, `i64::MIN` for "never".
+    fn stored(ticks: Option<i64>) -> String {
+        ticks.map_or(i64::MIN, |t| -t.saturating_abs()).to_string()
+    }
+
+    fn from_domain_head(entry: &Entry) -> Self {
+        Self {
+            max_password_age: Self::interval(entry.first_i64("maxPwdAge")),
+            lockout_duration: Self::interval(entry.first_i64("lockoutDuration")),
         }
     }
 }
@@ -297,6 +327,33 @@ impl Directory {
         self.read().clock.now()
     }
 
+    /// Sets the domain's password and lockout policy: writes `maxPwdAge` and `lockoutDuration`
+    /// on the domain head (negative 100-ns intervals; `None` is "never", stored as
+    /// `-9223372036854775808`) and uses them for `msDS-User-Account-Control-Computed`.
+    /// Returns the domain head's new `uSNChanged`. Modifying those attributes directly with
+    /// [`Directory::modify`] has the same effect.
+    pub fn set_password_policy(
+        &self,
+        max_password_age: Option<chrono::Duration>,
+        lockout_duration: Option<chrono::Duration>,
+    ) -> Result<u64> {
+        let ticks = |d: chrono::Duration| {
+            d.num_microseconds()
+                .map_or(i64::MAX, |us| us.saturating_mul(10))
+        };
+        let base = self.base_dn();
+        self.modify(
+            &base,
+            [
+                Modification::replace("maxPwdAge", [Policy::stored(max_password_age.map(ticks))]),
+                Modification::replace(
+                    "lockoutDuration",
+                    [Policy::stored(lockout_duration.map(ticks))],
+                ),
+            ],
+        )
+    }
+
     /// Moves the directory's clock forward (e.g. to let a lockout or a password expire).
     pub fn advance_clock(&self, by: chrono::Duration) {
         let mut s = self.write();
@@ -454,7 +511,6 @@ impl State {
             .map(|r| r.value)
             .unwrap_or_default();
         let now = encoding::generalized_time(self.clock.epoch);
-        let max_age = -self.policy.max_password_age.num_seconds() * 10_000_000;
         let root = Entry::new(base.clone())
             .with("objectClass", ["top", "domain", "domainDNS"])
             .with("dc", [first_dc])
@@ -463,8 +519,11 @@ impl State {
                 "objectCategory",
                 [format!("CN=Domain-DNS,CN=Schema,CN=Configuration,{base}")],
             )
-            .with("maxPwdAge", [max_age.to_string()])
-            .with("lockoutDuration", [i64::MIN.to_string()])
+            .with("maxPwdAge", [Policy::stored(self.policy.max_password_age)])
+            .with(
+                "lockoutDuration",
+                [Policy::stored(self.policy.lockout_duration)],
+            )
             .with("lockoutThreshold", ["5"])
             .with("minPwdLength", ["7"])
             .with("pwdHistoryLength", ["24"])
@@ -790,6 +849,9 @@ impl State {
         let now = self.now();
         Self::stamp_change(&mut updated, usn, now);
         let source = updated.dn().to_string();
+        if dn::normalize(&source) == self.base_norm {
+            self.policy = Policy::from_domain_head(&updated);
+        }
         if let Some(st) = self.materialize(order) {
             st.entry = updated;
         }
@@ -1015,7 +1077,7 @@ impl State {
         if lockout > 0 {
             let locked = match self.policy.lockout_duration {
                 None => true,
-                Some(d) => now < lockout.saturating_add(d.num_seconds().saturating_mul(10_000_000)),
+                Some(d) => now < lockout.saturating_add(d),
             };
             if locked {
                 flags |= 0x10;
@@ -1024,12 +1086,11 @@ impl State {
         let never_expires = uac & 0x10000 != 0;
         if !never_expires {
             let last_set = entry.first_i64("pwdLastSet").unwrap_or(0);
-            let max_age = self
+            let too_old = self
                 .policy
                 .max_password_age
-                .num_seconds()
-                .saturating_mul(10_000_000);
-            if last_set == 0 || now.saturating_sub(last_set) > max_age {
+                .is_some_and(|max_age| now.saturating_sub(last_set) > max_age);
+            if last_set == 0 || too_old {
                 flags |= 0x0080_0000;
             }
         }
@@ -1399,5 +1460,45 @@ mod tests {
         assert_eq!(d.computed_user_account_control(&e), Some(0x80_0010));
         e.set("userAccountControl", ["66048"]);
         assert_eq!(d.computed_user_account_control(&e), Some(0x10));
+    }
+
+    #[test]
+    fn computed_flags_follow_the_policy_and_the_advanced_clock() {
+        let d = dir();
+        let now = d.now();
+        let mut e = Entry::new("CN=x")
+            .with("objectClass", ["user"])
+            .with("userAccountControl", ["512"])
+            .with(
+                "pwdLastSet",
+                [encoding::filetime(now - chrono::Duration::days(41)).to_string()],
+            )
+            .with(
+                "lockoutTime",
+                [encoding::filetime(now - chrono::Duration::minutes(10)).to_string()],
+            );
+        // Default: 42-day passwords, lockouts until unlocked.
+        assert_eq!(d.computed_user_account_control(&e), Some(0x10));
+        d.set_password_policy(
+            Some(chrono::Duration::days(42)),
+            Some(chrono::Duration::minutes(30)),
+        )
+        .unwrap();
+        let head = d.get(BASE).unwrap();
+        assert_eq!(head.first_i64("lockoutDuration"), Some(-18_000_000_000));
+        assert_eq!(d.computed_user_account_control(&e), Some(0x10));
+        d.advance_clock(chrono::Duration::minutes(21));
+        assert_eq!(d.computed_user_account_control(&e), Some(0));
+        d.advance_clock(chrono::Duration::days(1));
+        assert_eq!(d.computed_user_account_control(&e), Some(0x80_0000));
+        // maxPwdAge "never" (written directly, as an administrator would).
+        d.modify(
+            BASE,
+            [Modification::replace("maxPwdAge", [i64::MIN.to_string()])],
+        )
+        .unwrap();
+        assert_eq!(d.computed_user_account_control(&e), Some(0));
+        e.set("pwdLastSet", ["0"]);
+        assert_eq!(d.computed_user_account_control(&e), Some(0x80_0000));
     }
 }

@@ -84,6 +84,8 @@ pub enum FailureCode {
     AdminLimitExceeded,
     /// 1 operationsError.
     OperationsError,
+    /// 4 sizeLimitExceeded.
+    SizeLimitExceeded,
 }
 
 /// Fail searches with an error result.
@@ -94,6 +96,37 @@ pub struct SearchFailure {
     /// How many searches (counted server-wide since start, rootDSE reads excluded) fail
     /// before searches succeed again.
     pub first_searches: u64,
+}
+
+/// What a faulty page of a paged search looks like (see [`PageFault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageFaultKind {
+    /// The page's entries, then success **without** the paged-results response control, as a
+    /// server that ignores paging would answer: the client gets no cookie and cannot ask for
+    /// the rest.
+    OmitPagedControl,
+    /// At most `entries` of the page's entries, then the search ends with `code` (and no
+    /// paged-results control), as when a DC hits MaxResultSetSize or MaxQueryDuration part-way.
+    EndWith {
+        /// The result code the search ends with.
+        code: FailureCode,
+        /// Entries of the page sent before the error.
+        entries: usize,
+    },
+}
+
+/// Break paged searches part-way: the fault hits pages that **continue** a search (requests
+/// carrying a paging cookie), never a first page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageFault {
+    /// What the server does on such a page.
+    pub kind: PageFaultKind,
+    /// How many continuation pages (counted server-wide since start or the last
+    /// [`crate::TestServer::set_faults`]) get the fault; later ones are answered normally.
+    pub first_pages: u64,
+    /// Only searches whose filter, rendered as RFC 4515 text, contains this text
+    /// (case-insensitive), e.g. `objectCategory=person`; `None`: every paged search.
+    pub filter_contains: Option<String>,
 }
 
 /// All fault options; the default injects nothing.
@@ -109,4 +142,9 @@ pub struct FaultOptions {
     pub malformed: Vec<Malformation>,
     /// Fail the first searches with an error.
     pub search_failure: Option<SearchFailure>,
+    /// End paged searches part-way (no paged-results control, or a limit error).
+    pub page_fault: Option<PageFault>,
+    /// Answer every read of a ranged attribute (`member;range=1500-*`, the follow-up reads
+    /// of MaxValRange retrieval) with this error, so the entry cannot be read completely.
+    pub range_failure: Option<FailureCode>,
 }

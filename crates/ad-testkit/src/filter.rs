@@ -617,6 +617,48 @@ mod tests {
     }
 
     #[test]
+    fn filetime_ranges_compare_as_64_bit_integers() {
+        // accountExpires / lockoutTime / pwdLastSet: 18-19 digit FILETIMEs, "never" as
+        // i64::MAX, 0 for "not set"; a window is (>= low)(<= high), as the AD source asks.
+        let u = user()
+            .with("accountExpires", ["134100000000000000"])
+            .with("pwdLastSet", ["0"])
+            .with("lockoutTime", ["9223372036854775807"]);
+        let window =
+            |attr: &str, low: i64, high: i64| format!("(&({attr}>={low})({attr}<={high}))");
+        assert!(m(
+            &window(
+                "accountExpires",
+                134_099_999_999_999_999,
+                134_100_000_000_000_000
+            ),
+            &u
+        ));
+        assert!(!m(
+            &window(
+                "accountExpires",
+                134_100_000_000_000_001,
+                134_200_000_000_000_000
+            ),
+            &u
+        ));
+        assert!(!m(
+            &window(
+                "accountExpires",
+                99_999_999_999_999_999,
+                134_099_999_999_999_999
+            ),
+            &u
+        ));
+        assert!(!m(&window("pwdLastSet", 1, i64::MAX - 1), &u));
+        assert!(!m(&window("lockoutTime", 1, i64::MAX - 1), &u));
+        // An absent attribute matches neither bound, and its negation matches (as on AD).
+        assert!(!m("(badPasswordTime>=0)", &u));
+        assert!(m("(!(badPasswordTime<=0))", &u));
+        assert!(m("(lockoutTime>=-1)", &u));
+    }
+
+    #[test]
     fn equality_is_case_insensitive() {
         let u = user();
         assert!(m("(sAMAccountName=JSMITH)", &u));

@@ -31,7 +31,8 @@
 //!
 //! - [`Directory`], [`Entry`], [`Modification`], [`Scope`]: the data model.
 //! - [`TestServer`], [`ServerOptions`], [`BindAccount`], [`BindFailure`]: the server.
-//! - [`FaultOptions`] and friends: dropped connections, delays, malformed values, failing searches.
+//! - [`FaultOptions`] and friends: dropped connections, delays, malformed values, failing
+//!   searches, paged searches ending part-way ([`PageFault`]), failing ranged reads.
 //! - [`Company`]: a realistic, seeded company (every account state, nested and large groups).
 //! - [`GeneratedOptions`]: huge generated directories.
 //! - [`filter`]: AD-flavoured filter evaluation and an RFC 4515 parser.
@@ -84,7 +85,9 @@ pub use directory::{DOMAIN_SUB_AUTHORITIES, Directory, Modification, Scope};
 pub use dn::escape_value as escape_dn_value;
 pub use entry::{Attribute, Entry};
 pub use error::{Result, TestkitError};
-pub use fault::{DropAfter, FailureCode, FaultOptions, Malformation, SearchFailure};
+pub use fault::{
+    DropAfter, FailureCode, FaultOptions, Malformation, PageFault, PageFaultKind, SearchFailure,
+};
 pub use generated::{GeneratedOptions, generated_container};
 pub use server::{
     OID_MANAGE_DSA_IT, OID_PAGED_RESULTS, OID_SD_FLAGS, OID_SHOW_DELETED, OID_WHOAMI,

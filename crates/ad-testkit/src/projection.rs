@@ -85,6 +85,13 @@ impl Projection {
         })
     }
 
+    /// Whether an attribute was asked for with a range option (`member;range=1500-*`).
+    pub(crate) fn requests_range(&self) -> bool {
+        self.requested
+            .iter()
+            .any(|r| matches!(r, Requested::Range { .. }))
+    }
+
     /// The attributes to send for `entry`.
     pub(crate) fn apply(
         &self,

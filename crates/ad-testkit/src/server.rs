@@ -30,7 +30,7 @@ use crate::dn;
 use crate::encoding;
 use crate::entry::Entry;
 use crate::error::{Result, TestkitError};
-use crate::fault::{FailureCode, FaultOptions};
+use crate::fault::{FailureCode, FaultOptions, PageFaultKind};
 use crate::filter::{self, Tri};
 use crate::paging::{self, Cookie};
 use crate::persona::Prng;
@@ -129,6 +129,7 @@ struct Shared {
     log: SearchLog,
     next_connection: AtomicU64,
     failing_searches: AtomicU64,
+    faulted_pages: AtomicU64,
 }
 
 /// A running in-process LDAP server on `127.0.0.1:<ephemeral port>`. Stops on drop.
@@ -181,6 +182,7 @@ impl TestServer {
             log: SearchLog::default(),
             next_connection: AtomicU64::new(0),
             failing_searches: AtomicU64::new(0),
+            faulted_pages: AtomicU64::new(0),
         });
         let (tx, rx) = watch::channel(false);
         let for_thread = Arc::clone(&shared);
@@ -257,6 +259,7 @@ impl TestServer {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = faults;
         self.shared.failing_searches.store(0, Ordering::Relaxed);
+        self.shared.faulted_pages.store(0, Ordering::Relaxed);
     }
 
     /// Counters since start or the last [`TestServer::reset_stats`].
@@ -596,6 +599,10 @@ fn failure_code(code: FailureCode) -> (LdapResultCode, &'static str) {
             LdapResultCode::OperationsError,
             "ad-testkit: injected operationsError",
         ),
+        FailureCode::SizeLimitExceeded => (
+            LdapResultCode::SizeLimitExceeded,
+            "ad-testkit: injected sizeLimitExceeded",
+        ),
     }
 }
 
@@ -785,11 +792,12 @@ async fn search(
     Counters::bump(&shared.counters.searches);
     let controls = read_controls(ctrls);
     let (scope, scope_name) = scope_of(&req.scope);
+    let rendered = filter::render_filter(&req.filter);
     shared.log.push(SearchRecord {
         connection: conn.id,
         base: req.base.clone(),
         scope: scope_name,
-        filter: filter::render_filter(&req.filter),
+        filter: rendered.clone(),
         attributes: req.attrs.clone(),
         page_size: controls.paged.as_ref().map(|(s, _)| *s),
         has_cookie: controls.paged.as_ref().is_some_and(|(_, c)| !c.is_empty()),
@@ -801,8 +809,29 @@ async fn search(
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    let answer = prepare(conn, shared, &req, scope, &controls, &faults);
-    let paged = controls.paged.is_some();
+    let mut answer = prepare(conn, shared, &req, scope, &controls, &faults);
+    let mut paged = controls.paged.is_some();
+    let continues = controls.paged.as_ref().is_some_and(|(_, c)| !c.is_empty());
+    if let Some(fault) = &faults.page_fault
+        && continues
+        && answer.done.code == LdapResultCode::Success
+        && fault.filter_contains.as_ref().is_none_or(|wanted| {
+            rendered
+                .to_lowercase()
+                .contains(wanted.to_lowercase().as_str())
+        })
+        && shared.faulted_pages.fetch_add(1, Ordering::Relaxed) < fault.first_pages
+    {
+        // No paged-results response control either way: the client cannot continue.
+        paged = false;
+        answer.cookie = None;
+        if let PageFaultKind::EndWith { code, entries } = fault.kind {
+            answer.entries.truncate(entries);
+            answer.references.clear();
+            let (code, message) = failure_code(code);
+            answer.done = result(code, "", message);
+        }
+    }
     if !faults.page_delay.is_zero() {
         tokio::time::sleep(faults.page_delay).await;
     }
@@ -920,6 +949,12 @@ fn prepare(
             let (code, message) = failure_code(failure.code);
             return fail(code, "", message);
         }
+    }
+    if let Some(code) = faults.range_failure
+        && projection.requests_range()
+    {
+        let (code, message) = failure_code(code);
+        return fail(code, "", message);
     }
     let base_norm = dn::normalize(&req.base);
     if scope == Scope::Base

@@ -158,7 +158,10 @@ fn status_works_while_run_is_active_and_shows_the_running_cycle() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("connector stopped"), "{stderr}");
     assert!(stderr.contains("full sync:"), "{stderr}");
-    assert!(!stderr.contains("already using state directory"), "{stderr}");
+    assert!(
+        !stderr.contains("already using state directory"),
+        "{stderr}"
+    );
     // After the daemon stopped, status still works and shows the cycles.
     let status = run(&config, &["status", "--json"]);
     assert!(status.status.success(), "{}", text(&status));

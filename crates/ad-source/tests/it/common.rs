@@ -2,8 +2,16 @@
 
 #![allow(dead_code)]
 
-use ad_model::{Decoded, Deleted, Group, User};
+use ad_model::{Decoded, Deleted, Group, Guid, User};
 use ad_source::{Counters, Source, SourceError, SourceEvent, SyncRun, SyncSummary};
+
+/// A `SourceEvent::Skipped`.
+#[derive(Debug, Clone)]
+pub struct Skip {
+    pub dn: String,
+    pub guid: Option<Guid>,
+    pub reason: String,
+}
 
 /// Everything a run produced.
 #[derive(Debug, Default)]
@@ -11,7 +19,7 @@ pub struct Collected {
     pub users: Vec<Decoded<User>>,
     pub groups: Vec<Decoded<Group>>,
     pub deleted: Vec<Deleted>,
-    pub skipped: Vec<(String, String)>,
+    pub skipped: Vec<Skip>,
     pub warnings: Vec<String>,
 }
 
@@ -35,16 +43,32 @@ impl Collected {
     }
 }
 
+impl Collected {
+    pub fn add(&mut self, event: SourceEvent) {
+        match event {
+            SourceEvent::User(u) => self.users.push(u),
+            SourceEvent::Group(g) => self.groups.push(g),
+            SourceEvent::Deleted(d) => self.deleted.push(d),
+            SourceEvent::Skipped { dn, guid, reason } => {
+                self.skipped.push(Skip { dn, guid, reason })
+            }
+            SourceEvent::Warning { message } => self.warnings.push(message),
+        }
+    }
+
+    pub fn of(events: Vec<SourceEvent>) -> Collected {
+        let mut c = Collected::default();
+        for event in events {
+            c.add(event);
+        }
+        c
+    }
+}
+
 pub async fn drain(mut run: SyncRun) -> (Collected, Result<SyncSummary, SourceError>) {
     let mut c = Collected::default();
     while let Some(event) = run.next_event().await {
-        match event {
-            SourceEvent::User(u) => c.users.push(u),
-            SourceEvent::Group(g) => c.groups.push(g),
-            SourceEvent::Deleted(d) => c.deleted.push(d),
-            SourceEvent::Skipped { dn, reason } => c.skipped.push((dn, reason)),
-            SourceEvent::Warning { message } => c.warnings.push(message),
-        }
+        c.add(event);
     }
     (c, run.finish().await)
 }

@@ -7,3 +7,6 @@ mod common;
 #[cfg(feature = "samba-lab")]
 mod samba_lab;
 mod testkit;
+mod testkit_incomplete;
+mod testkit_objects;
+mod testkit_time;

@@ -12,7 +12,7 @@ use ad_source::{
 use ldap3::{LdapConnAsync, LdapConnSettings, Mod};
 use secrecy::SecretString;
 
-use crate::common::{counters_consistent, drain, full, no_duplicates};
+use crate::common::{Collected, counters_consistent, drain, full, no_duplicates};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -171,6 +171,27 @@ async fn samba_lab_full_snapshot_matches_ldapsearch_and_resolves_groups() {
     );
     assert!(summary.checkpoint.usn > 0);
     assert_eq!(summary.counters.reconnects, 0);
+    // Samba answers every page with the paged-results control and no limit: complete.
+    assert!(!summary.truncated(), "{:?}", summary.incomplete_reasons());
+
+    // Re-reading by DN gives the same records (same clock instant for the account state).
+    let at = source.now();
+    let fixed = source.clone().with_clock(std::sync::Arc::new(move || at));
+    let dns = vec![
+        big_dn.clone(),
+        env("ADLAB_PRIMARY_USER_DN"),
+        format!("CN=No Such User,{base}"),
+    ];
+    let again = Collected::of(fixed.read_objects(&dns).await.unwrap());
+    assert!(
+        again.skipped.is_empty() && again.warnings.is_empty(),
+        "{again:?}"
+    );
+    assert_eq!(again.groups.len(), 1);
+    assert_eq!(again.groups[0].record, big.record);
+    assert_eq!(again.users.len(), 1);
+    assert_eq!(again.users[0].record.groups, pu.record.groups);
+    assert_eq!(again.users[0].record.object_guid, pu.record.object_guid);
 }
 
 #[tokio::test]
@@ -622,4 +643,132 @@ async fn samba_lab_other_dc_or_restored_dc_requires_full_sync() {
         source.changes_since(&good).await.unwrap(),
         DeltaOutcome::Changes(_)
     ));
+}
+
+fn filetime(at: chrono::DateTime<chrono::Utc>) -> i64 {
+    ad_model::to_filetime(at).unwrap()
+}
+
+fn sams(tb: &ad_source::TimeBoundary) -> Vec<String> {
+    tb.users
+        .iter()
+        .filter_map(|u| u.record.sam_account_name.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn samba_lab_time_boundary_finds_account_expires_in_the_window() {
+    let mut ldap = admin_ldap().await;
+    let ou = TestOu::create(&mut ldap).await;
+    let result = async {
+        let tag = &ou.dn[15..23];
+        let expiring = add_user(&mut ldap, &ou.dn, &format!("srcexp-{tag}")).await;
+        add_user(&mut ldap, &ou.dn, &format!("srckeep-{tag}")).await;
+        // Ten days ahead, to the second: the window is a FILETIME range, whatever "now" is.
+        let at = chrono::DateTime::from_timestamp(
+            (chrono::Utc::now() + chrono::TimeDelta::days(10)).timestamp(),
+            0,
+        )
+        .unwrap();
+        let value = filetime(at).to_string();
+        ldap.modify(
+            &expiring,
+            vec![Mod::Replace(
+                "accountExpires",
+                HashSet::from([value.as_str()]),
+            )],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+        let source = Source::new(admin_config(Some(ou.dn.clone()))).unwrap();
+        let hour = chrono::TimeDelta::hours(1);
+        let tb = source
+            .time_boundary_users(at - hour, at + hour)
+            .await
+            .unwrap();
+        assert_eq!(sams(&tb), vec![format!("srcexp-{tag}")]);
+        let user = &tb.users[0].record;
+        assert_eq!(user.account_expires, Some(at));
+        assert!(!user.account.expired, "decoded now, ten days before");
+        // The administrator reads the lab's PSO: nothing left to a full sync.
+        assert!(tb.notes.is_empty(), "{:?}", tb.notes);
+        // (from, to]: from is exclusive, to inclusive.
+        let tb = source.time_boundary_users(at, at + hour).await.unwrap();
+        assert!(tb.users.is_empty(), "{:?}", sams(&tb));
+        let tb = source.time_boundary_users(at - hour, at).await.unwrap();
+        assert_eq!(sams(&tb).len(), 1);
+        let tb = source
+            .time_boundary_users(at - hour - hour, at - hour)
+            .await
+            .unwrap();
+        assert!(tb.users.is_empty(), "{:?}", sams(&tb));
+    }
+    .await;
+    ou.remove(&mut ldap).await;
+    result
+}
+
+#[tokio::test]
+async fn samba_lab_time_boundary_pso_lockout_end_needs_rights_on_psos() {
+    // locked.user is locked under the PSO ADLAB-Lockout (~1000 days); the domain's own
+    // lockoutDuration is 30 minutes. Ask for the window around the PSO lockout's end.
+    let mut ldap = admin_ldap().await;
+    let (users, _) = ldap
+        .search(
+            &env("ADLAB_USERS_BASE_DN"),
+            ldap3::Scope::Subtree,
+            "(sAMAccountName=locked.user)",
+            vec!["lockoutTime", "msDS-ResultantPSO"],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let user = ldap3::SearchEntry::construct(users.into_iter().next().unwrap());
+    let lockout_time: i64 = user.attrs["lockoutTime"][0].parse().unwrap();
+    let pso = user.attrs["msDS-ResultantPSO"][0].clone();
+    let (psos, _) = ldap
+        .search(
+            &pso,
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["msDS-LockoutDuration"],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let duration: i64 = ldap3::SearchEntry::construct(psos.into_iter().next().unwrap()).attrs
+        ["msDS-LockoutDuration"][0]
+        .parse()
+        .unwrap();
+    let ends = ad_model::filetime_from_ticks(lockout_time - duration)
+        .unwrap()
+        .unwrap();
+    let hour = chrono::TimeDelta::hours(1);
+
+    let admin = Source::new(admin_config(Some(env("ADLAB_USERS_BASE_DN")))).unwrap();
+    let tb = admin
+        .time_boundary_users(ends - hour, ends + hour)
+        .await
+        .unwrap();
+    assert_eq!(sams(&tb), vec!["locked.user".to_owned()]);
+    assert!(tb.notes.is_empty(), "{:?}", tb.notes);
+
+    // The least-privilege account cannot read PSOs: it cannot see this lockout end, and the
+    // note says so.
+    let svc = Source::new(svc_config()).unwrap();
+    let tb = svc
+        .time_boundary_users(ends - hour, ends + hour)
+        .await
+        .unwrap();
+    assert!(tb.users.is_empty(), "{:?}", sams(&tb));
+    assert_eq!(tb.notes.len(), 1, "{:?}", tb.notes);
+    assert!(
+        tb.notes[0].contains("PSOs") && tb.notes[0].contains("next full sync"),
+        "{}",
+        tb.notes[0]
+    );
 }

@@ -14,7 +14,7 @@ use secrecy::SecretString;
 
 use crate::common::{counters_consistent, drain, full, no_duplicates};
 
-fn config(server: &TestServer) -> SourceConfig {
+pub fn config(server: &TestServer) -> SourceConfig {
     let mut c = SourceConfig::new(
         server.url(),
         SERVICE_ACCOUNT_UPN,
@@ -28,7 +28,7 @@ fn config(server: &TestServer) -> SourceConfig {
     c
 }
 
-fn company(users: usize) -> (Directory, CompanyManifest) {
+pub fn company(users: usize) -> (Directory, CompanyManifest) {
     let c = Company::build(CompanyOptions {
         users,
         ..CompanyOptions::default()
@@ -36,7 +36,7 @@ fn company(users: usize) -> (Directory, CompanyManifest) {
     (c.directory, c.manifest)
 }
 
-fn truth(directory: &Directory, filter: &str) -> HashSet<String> {
+pub fn truth(directory: &Directory, filter: &str) -> HashSet<String> {
     directory
         .find(filter)
         .unwrap()
@@ -136,6 +136,21 @@ async fn testkit_dropped_connections_resume_without_duplicates_or_losses() {
         "{:?}",
         summary.counters
     );
+    // Restarts are counted and explained, but lose nothing.
+    assert!(
+        summary.counters.searches_restarted >= 1,
+        "{:?}",
+        summary.counters
+    );
+    assert!(!summary.truncated());
+    assert!(
+        summary
+            .incomplete_reasons()
+            .iter()
+            .any(|r| r.contains("from the first page after a reconnect")),
+        "{:?}",
+        summary.incomplete_reasons()
+    );
 }
 
 #[tokio::test]
@@ -204,8 +219,13 @@ async fn testkit_malformed_entries_are_reported_and_skipped() {
     let cfg = config(&server);
     let (c, summary) = full(&Source::new(cfg.clone()).unwrap()).await;
     assert_eq!(c.skipped.len(), 1, "{:?}", c.skipped);
-    assert!(c.skipped[0].0.eq_ignore_ascii_case(&bad_guid));
-    assert!(c.skipped[0].1.contains("objectGUID"), "{}", c.skipped[0].1);
+    assert!(c.skipped[0].dn.eq_ignore_ascii_case(&bad_guid));
+    assert_eq!(c.skipped[0].guid, None);
+    assert!(
+        c.skipped[0].reason.contains("objectGUID"),
+        "{}",
+        c.skipped[0].reason
+    );
     assert_eq!(c.users.len() + 1, truth(&directory, &cfg.user_filter).len());
     let partial = c
         .users
@@ -223,7 +243,7 @@ async fn testkit_malformed_entries_are_reported_and_skipped() {
     assert_eq!(summary.counters.skipped, 1);
 }
 
-fn new_user(dn: &str, sam: &str) -> Entry {
+pub fn new_user(dn: &str, sam: &str) -> Entry {
     Entry::new(dn)
         .with(
             "objectClass",
@@ -313,7 +333,7 @@ async fn testkit_delta_yields_exactly_five_events_and_group_changes() {
     assert_eq!(d2.users[0].record.dn, moved_to);
 }
 
-fn parent_of(dn: &str) -> String {
+pub fn parent_of(dn: &str) -> String {
     // Split at the first unescaped comma.
     let bytes = dn.as_bytes();
     let mut i = 0;

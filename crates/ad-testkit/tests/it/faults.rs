@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use ad_testkit::{
     BASE_DN, Company, CompanyOptions, DropAfter, FailureCode, FaultOptions, Malformation,
-    SearchFailure, ServerOptions, TestServer,
+    PageFault, PageFaultKind, SearchFailure, ServerOptions, TestServer,
 };
 use ldap3::{Scope, SearchEntry};
 
@@ -200,4 +200,89 @@ async fn garbage_on_the_wire_closes_only_that_connection() {
         .unwrap();
     assert_eq!(res.rc, 0);
     assert_eq!(rs.len(), 1);
+}
+
+#[tokio::test]
+async fn page_faults_end_a_paged_search_part_way() {
+    let company = Company::build(CompanyOptions {
+        users: 60,
+        ..CompanyOptions::default()
+    });
+    let large_group = company.manifest.large_group.clone();
+    let server = TestServer::start(company.directory, ServerOptions::default()).unwrap();
+    let mut ldap = connect(&server).await;
+    let (all, res) = paged(&mut ldap, BASE_DN, PERSONS, vec!["1.1"], 10)
+        .await
+        .unwrap();
+    assert_eq!(res.rc, 0);
+    assert!(all.len() > 30, "{}", all.len());
+
+    // Page 2 without the paged-results control: the client cannot ask for page 3.
+    server.set_faults(FaultOptions {
+        page_fault: Some(PageFault {
+            kind: PageFaultKind::OmitPagedControl,
+            first_pages: 1,
+            filter_contains: Some("objectcategory=PERSON".into()),
+        }),
+        ..FaultOptions::default()
+    });
+    // Not the filter named: untouched (and the fault is not used up).
+    let (groups, res) = paged(&mut ldap, BASE_DN, "(objectClass=group)", vec!["1.1"], 5)
+        .await
+        .unwrap();
+    assert_eq!(res.rc, 0);
+    assert!(groups.len() > 10);
+    let (entries, res) = paged(&mut ldap, BASE_DN, PERSONS, vec!["1.1"], 10)
+        .await
+        .unwrap();
+    assert_eq!(res.rc, 0);
+    assert_eq!(entries.len(), 20);
+    assert!(res.ctrls.is_empty(), "{:?}", res.ctrls);
+    // Only the first faulted page: the next read is complete.
+    let (entries, _) = paged(&mut ldap, BASE_DN, PERSONS, vec!["1.1"], 10)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), all.len());
+
+    // sizeLimitExceeded after 3 entries of page 2: 13 entries, then result 4.
+    server.set_faults(FaultOptions {
+        page_fault: Some(PageFault {
+            kind: PageFaultKind::EndWith {
+                code: FailureCode::SizeLimitExceeded,
+                entries: 3,
+            },
+            first_pages: 1,
+            filter_contains: None,
+        }),
+        ..FaultOptions::default()
+    });
+    let (entries, res) = paged(&mut ldap, BASE_DN, PERSONS, vec!["1.1"], 10)
+        .await
+        .unwrap();
+    assert_eq!(res.rc, 4);
+    assert_eq!(entries.len(), 13);
+    assert_eq!(server.stats().size_limit_exceeded, 1);
+
+    // Reads of a range fail; a plain read of the group still works.
+    server.set_faults(FaultOptions {
+        range_failure: Some(FailureCode::AdminLimitExceeded),
+        ..FaultOptions::default()
+    });
+    let ldap3::SearchResult(rs, res) = ldap
+        .search(&large_group, Scope::Base, "(objectClass=*)", vec!["member"])
+        .await
+        .unwrap();
+    assert_eq!(res.rc, 0);
+    assert_eq!(rs.len(), 1);
+    let ldap3::SearchResult(rs, res) = ldap
+        .search(
+            &large_group,
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["member;range=0-*"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.rc, 11);
+    assert!(rs.is_empty());
 }

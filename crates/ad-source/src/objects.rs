@@ -1,0 +1,171 @@
+//! Re-reading objects by DN: skipped entries, quarantined objects, members of changed groups.
+
+use ad_model::{Decoded, Group, User};
+
+use crate::error::SourceError;
+use crate::membership::GroupIndex;
+use crate::paging::{PagedReader, SearchSpec};
+use crate::session::{Counters, Session};
+use crate::sync::{
+    Emitter, Source, SourceEvent, emit_group, emit_user, next_complete, read_group_index, skip,
+    within,
+};
+
+/// Which kinds [`read_objects_in`] looks for at each DN.
+#[derive(Debug, Clone, Copy)]
+struct Kinds {
+    users: bool,
+    groups: bool,
+}
+
+impl Source {
+    /// Read the objects at these DNs again, as a delta would return them: for each DN within
+    /// `base_dn`, a base search with the user filter and one with the group filter.
+    ///
+    /// A user comes back as [`SourceEvent::User`] with resolved groups (primary group
+    /// included), a group as [`SourceEvent::Group`] with its complete (ranged) `member` and
+    /// resolved parent groups, an entry that cannot be read as [`SourceEvent::Skipped`] (with
+    /// its GUID when readable). A DN that no longer exists (noSuchObject), lies outside
+    /// `base_dn` or matches neither filter yields nothing; a search that could not read
+    /// everything adds a [`SourceEvent::Warning`]. This is how a consumer retries skipped
+    /// and quarantined objects.
+    ///
+    /// Connection, bind and reconnect failures are errors; the group index (every group in
+    /// scope, three attributes each) is read once per call.
+    pub async fn read_objects(&self, dns: &[String]) -> Result<Vec<SourceEvent>, SourceError> {
+        self.read(
+            dns,
+            Kinds {
+                users: true,
+                groups: true,
+            },
+        )
+        .await
+    }
+
+    /// Read the users at these DNs (base searches with the user filter), with resolved
+    /// groups and primary group, as a delta would return them.
+    ///
+    /// This is how a consumer re-reads the members added to or removed from a changed group:
+    /// AD does not bump a user's `uSNChanged` when only its group membership changes, so a
+    /// delta reports the group alone. DNs that no longer exist, are outside `base_dn`, do
+    /// not match the user filter or cannot be read are left out ([`Source::read_objects`]
+    /// reports the unreadable ones).
+    pub async fn read_users(&self, dns: &[String]) -> Result<Vec<Decoded<User>>, SourceError> {
+        let events = self
+            .read(
+                dns,
+                Kinds {
+                    users: true,
+                    groups: false,
+                },
+            )
+            .await?;
+        Ok(events
+            .into_iter()
+            .filter_map(|e| match e {
+                SourceEvent::User(user) => Some(user),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn read(&self, dns: &[String], kinds: Kinds) -> Result<Vec<SourceEvent>, SourceError> {
+        if dns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut session = Session::open(self.config_arc()).await?;
+        let result = read_objects_in(&mut session, dns, kinds, self).await;
+        let conn = session.conn.clone();
+        conn.close().await;
+        result
+    }
+}
+
+async fn read_objects_in(
+    session: &mut Session,
+    dns: &[String],
+    kinds: Kinds,
+    source: &Source,
+) -> Result<Vec<SourceEvent>, SourceError> {
+    let base = session.base_dn();
+    let mut index = read_group_index(session, &base).await?;
+    let now = source.now();
+    let mut out = Emitter::Collect(Vec::new());
+    for dn in dns {
+        if !within(dn, &base) {
+            tracing::debug!(%dn, %base, "not re-read: outside base_dn");
+            continue;
+        }
+        let mut readable = true;
+        if kinds.users {
+            let spec = base_spec(dn, &session.config.user_filter, User::ATTRIBUTES, "a user");
+            readable = read_one_dn(session, &mut index, spec, Some(now), &mut out).await?;
+        }
+        if kinds.groups && readable {
+            let spec = base_spec(
+                dn,
+                &session.config.group_filter,
+                Group::ATTRIBUTES,
+                "a group",
+            );
+            read_one_dn(session, &mut index, spec, None, &mut out).await?;
+        }
+    }
+    for message in truncation(&session.counters).incomplete_reasons() {
+        out.send(SourceEvent::Warning { message }).await?;
+    }
+    Ok(out.into_events())
+}
+
+/// Only the counters that mean entries may be missing.
+pub(crate) fn truncation(counters: &Counters) -> Counters {
+    Counters {
+        pages_without_paged_control: counters.pages_without_paged_control,
+        limit_exceeded: counters.limit_exceeded,
+        ..Counters::default()
+    }
+}
+
+fn base_spec(dn: &str, filter: &str, attrs: &[&str], what: &'static str) -> SearchSpec {
+    SearchSpec {
+        base: dn.to_owned(),
+        scope: ldap3::Scope::Base,
+        filter: filter.to_owned(),
+        attrs: attrs.iter().map(|s| (*s).to_owned()).collect(),
+        show_deleted: false,
+        what,
+    }
+}
+
+/// One base search: a user (decoded at `user_now`) or a group (`user_now` is `None`).
+/// `Ok(false)`: the DN itself cannot be searched (reported as skipped).
+async fn read_one_dn(
+    session: &mut Session,
+    index: &mut GroupIndex,
+    spec: SearchSpec,
+    user_now: Option<chrono::DateTime<chrono::Utc>>,
+    out: &mut Emitter<'_>,
+) -> Result<bool, SourceError> {
+    let dn = spec.base.clone();
+    let mut reader = PagedReader::new(session, spec);
+    loop {
+        match next_complete(session, &mut reader, out).await {
+            Ok(Some(entry)) => match user_now {
+                Some(now) => emit_user(session, index, &entry, now, out).await?,
+                None => emit_group(session, index, &entry, out).await?,
+            },
+            Ok(None) => return Ok(true),
+            // Gone (deleted, or renamed away): nothing to report.
+            Err(SourceError::Search {
+                result_code: 32, ..
+            }) => return Ok(true),
+            // This DN cannot be read (invalid DN, no access, …); the others may be.
+            Err(e @ SourceError::Search { .. }) => {
+                skip(session, out, &dn, None, e.to_string()).await?;
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Delivery: batches sent in tasks of their own, settled in order, poison records isolated.
+//!
+//! Each batch's request runs to completion in its own Tokio task, whatever the reader is
+//! doing: a slow stretch of reading can no longer leave an accepted request unpolled until
+//! its timeout fires. The reader applies back-pressure by waiting for the *oldest* batch when
+//! `concurrency` batches are in flight. Acknowledgements are handed back in the order the
+//! batches were sent, so the store records them in order.
+//!
+//! A batch the platform refuses for what is *in* it (a non-retryable 4xx other than
+//! 401/403/404/405/410) is split in halves and each half sent again, down to single records,
+//! so one record the platform will never accept is quarantined instead of blocking the
+//! cycle and every cycle after it. A refusal of the endpoint itself (wrong URL, method,
+//! credentials), or of every record of a batch, still fails the cycle.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use asset_sink::{Ack, Batch, Change, Sink, SinkError, SyncInfo};
+use tokio::task::JoinHandle;
+
+use crate::store::SentObject;
+use ad_model::Guid;
+
+/// What to record once a change is acknowledged.
+#[derive(Debug, Clone)]
+pub(crate) enum Record {
+    /// An upsert: the object's new hash and members.
+    Upsert(SentObject),
+    /// A delete of this object.
+    Delete(Guid),
+}
+
+/// A change with what to record when it is acknowledged.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) change: Change,
+    pub(crate) record: Record,
+}
+
+/// A record the platform refused on its own.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) change: Change,
+    pub(crate) record: Record,
+    pub(crate) reason: String,
+}
+
+/// What a settled batch did.
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
+    /// Records of accepted changes, to store.
+    pub(crate) accepted: Vec<Record>,
+    /// Records the platform refused, to quarantine.
+    pub(crate) refused: Vec<Refused>,
+    /// The platform's acknowledgements (one per request that succeeded).
+    pub(crate) acks: Vec<Ack>,
+}
+
+/// Aborts the task when dropped: an abandoned cycle leaves no request behind.
+#[derive(Debug)]
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Batches in flight, oldest first.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    sink: Arc<dyn Sink>,
+    sync: SyncInfo,
+    batch_size: usize,
+    concurrency: usize,
+    next_id: u64,
+    current: Vec<Pending>,
+    in_flight: VecDeque<AbortOnDrop<Result<Settled, SinkError>>>,
+}
+
+impl Delivery {
+    pub(crate) fn new(
+        sink: Arc<dyn Sink>,
+        sync: SyncInfo,
+        batch_size: usize,
+        concurrency: usize,
+    ) -> Delivery {
+        let batch_size = batch_size.clamp(1, sink.max_batch_size().max(1));
+        Delivery {
+            sink,
+            sync,
+            batch_size,
+            concurrency: concurrency.max(1),
+            next_id: 0,
+            current: Vec::new(),
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// Add a change. Returns the settled batches that had to be waited for (back-pressure).
+    pub(crate) async fn push(&mut self, pending: Pending) -> Result<Vec<Settled>, SinkError> {
+        self.current.push(pending);
+        let mut settled = Vec::new();
+        if self.current.len() >= self.batch_size {
+            self.dispatch();
+            while self.in_flight.len() >= self.concurrency {
+                if let Some(done) = self.settle_oldest().await? {
+                    settled.push(done);
+                }
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Send the partial batch and wait for every batch in flight, oldest first.
+    pub(crate) async fn drain(&mut self) -> Result<Vec<Settled>, SinkError> {
+        self.dispatch();
+        let mut settled = Vec::new();
+        while let Some(done) = self.settle_oldest().await? {
+            settled.push(done);
+        }
+        Ok(settled)
+    }
+
+    fn dispatch(&mut self) {
+        if self.current.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.current);
+        self.next_id += 1;
+        let id = self.next_id;
+        let sink = Arc::clone(&self.sink);
+        let sync = self.sync;
+        self.in_flight
+            .push_back(AbortOnDrop(tokio::spawn(async move {
+                send_isolating(sink.as_ref(), sync, id, pending).await
+            })));
+    }
+
+    async fn settle_oldest(&mut self) -> Result<Option<Settled>, SinkError> {
+        let Some(mut task) = self.in_flight.pop_front() else {
+            return Ok(None);
+        };
+        match (&mut task.0).await {
+            Ok(result) => result.map(Some),
+            Err(join) => Err(SinkError::Transport {
+                sink: self.sink.name(),
+                host: String::new(),
+                detail: format!(
+                    "the delivery task ended abnormally ({join}); nothing of its batch is recorded"
+                ),
+            }),
+        }
+    }
+}
+
+/// True when a rejection is about the endpoint, not the records: bisecting cannot help.
+fn endpoint_refused(error: &SinkError) -> bool {
+    matches!(
+        error,
+        SinkError::Rejected {
+            status: 404 | 405 | 410,
+            ..
+        }
+    )
+}
+
+/// Send `pending` as batch `id`; on a record-level rejection, bisect down to the records the
+/// platform refuses. Fails when the endpoint itself refused, on any other error, or when
+/// every record of a batch of several was refused (that is the platform refusing us, not
+/// one record).
+async fn send_isolating(
+    sink: &dyn Sink,
+    sync: SyncInfo,
+    id: u64,
+    pending: Vec<Pending>,
+) -> Result<Settled, SinkError> {
+    let total = pending.len();
+    let mut settled = Settled::default();
+    // Work list of sub-batches, in order.
+    let mut work: VecDeque<Vec<Pending>> = VecDeque::from([pending]);
+    let mut first_rejection: Option<SinkError> = None;
+    while let Some(part) = work.pop_front() {
+        let batch = Batch {
+            id,
+            sync,
+            changes: part.iter().map(|p| p.change.clone()).collect(),
+        };
+        match sink.send(&batch).await {
+            Ok(ack) => {
+                settled.acks.push(ack);
+                settled.accepted.extend(part.into_iter().map(|p| p.record));
+            }
+            Err(error @ SinkError::Rejected { .. }) if !endpoint_refused(&error) => {
+                if part.len() == 1 {
+                    let reason = error.to_string();
+                    settled.refused.extend(part.into_iter().map(|p| Refused {
+                        change: p.change,
+                        record: p.record,
+                        reason: reason.clone(),
+                    }));
+                } else {
+                    let mut left = part;
+                    let right = left.split_off(left.len() / 2);
+                    work.push_front(right);
+                    work.push_front(left);
+                }
+                if first_rejection.is_none() {
+                    first_rejection = Some(error);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    if total > 1
+        && settled.refused.len() == total
+        && let Some(error) = first_rejection
+    {
+        return Err(error);
+    }
+    Ok(settled)
+}

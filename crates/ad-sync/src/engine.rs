@@ -1,0 +1,888 @@
+//! The engine: one [`Engine::run_cycle`] reads, compares, delivers, deletes and checkpoints.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ad_model::{Decoded, Deleted, Group, Guid, ObjectKind, User};
+use ad_source::{DeltaOutcome, Source, SourceEvent, SyncRun, SyncSummary};
+use asset_sink::{Capabilities, Change, Deletion, Sink, SyncInfo, SyncMode};
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::{Delivery, Pending, Record, Settled};
+use crate::fingerprint;
+use crate::guard::DeleteGuard;
+use crate::observer::Observer;
+use crate::report::{CycleError, CycleReport};
+use crate::store::{
+    Leftovers, QuarantineRow, SentObject, SkippedRow, Store, StoredCheckpoint, WithheldRow,
+};
+
+/// How the engine runs its cycles.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Run a full sync when the last one is older than this.
+    pub full_sync_interval: Duration,
+    /// Changes per batch (capped by the sink's maximum).
+    pub batch_size: usize,
+    /// Batches in flight at once.
+    pub concurrency: usize,
+    /// When a full sync's deletions are too many to trust.
+    pub delete_guard: DeleteGuard,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            full_sync_interval: Duration::from_secs(24 * 3600),
+            batch_size: 1000,
+            concurrency: 2,
+            delete_guard: DeleteGuard::default(),
+        }
+    }
+}
+
+/// What one cycle is asked to do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CycleRequest {
+    /// Run a full sync even when a delta is possible.
+    pub force_full: bool,
+    /// Release the deletes of this full sync although they exceed the guard, if there are
+    /// exactly this many (the operator read them in `status` and confirms them).
+    pub confirm_deletes: Option<u64>,
+}
+
+/// The sync engine: a source, a sink and a store.
+///
+/// Invariants (tested by the deterministic simulation in `tests/it/sim.rs`):
+/// - The checkpoint moves only after every batch of the cycle was acknowledged and recorded,
+///   and never past an entry that was skipped or a record that was refused unless it is
+///   recorded for retry.
+/// - A full sync deletes only tracked objects it did not read, computed after every upsert
+///   of the cycle was acknowledged; an incomplete read deletes nothing; more deletions than
+///   the guard allows are withheld.
+/// - Deletes are sent after the cycle's upserts are acknowledged, so a delete never overtakes
+///   an upsert of the same object.
+#[derive(Debug)]
+pub struct Engine {
+    source: Source,
+    sink: Arc<dyn Sink>,
+    store: Store,
+    options: EngineOptions,
+}
+
+impl Engine {
+    /// An engine over an open store.
+    pub fn new(
+        source: Source,
+        sink: Arc<dyn Sink>,
+        store: Store,
+        options: EngineOptions,
+    ) -> Engine {
+        Engine {
+            source,
+            sink,
+            store,
+            options,
+        }
+    }
+
+    /// The store (for status, or to mark the daemon's state).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The store, mutably.
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// The source.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// The sink.
+    pub fn sink(&self) -> &Arc<dyn Sink> {
+        &self.sink
+    }
+
+    /// Run one cycle. When `shutdown` is cancelled the cycle is abandoned safely: batches
+    /// already acknowledged stay recorded, requests in flight are aborted, the checkpoint
+    /// does not move.
+    pub async fn run_cycle(
+        &mut self,
+        request: CycleRequest,
+        observer: &dyn Observer,
+        shutdown: &CancellationToken,
+    ) -> Result<CycleReport, CycleError> {
+        let started = Instant::now();
+        let read_at = self.source.now();
+        let stored = self.store.checkpoint()?;
+        let opened = tokio::select! {
+            opened = open_run(&self.source, stored.as_ref(), request, &self.options, read_at) => opened,
+            () = shutdown.cancelled() => Err(CycleError::Interrupted),
+        };
+        let (run, mode, full_reason) = opened?;
+        let cycle_id = self.store.begin_cycle(mode_name(mode), Utc::now())?;
+        let result = {
+            let cycle = Cycle::new(self, cycle_id, mode, stored.clone(), read_at, observer);
+            tokio::select! {
+                result = cycle.run(run, request) => result,
+                () = shutdown.cancelled() => Err(CycleError::Interrupted),
+            }
+        };
+        match result {
+            Ok(mut report) => {
+                report.duration_secs = started.elapsed().as_secs_f64();
+                report.full_reason = full_reason;
+                let json = serde_json::to_value(&report).ok();
+                self.store.end_cycle(
+                    cycle_id,
+                    true,
+                    &report.summary(),
+                    json.as_ref(),
+                    Utc::now(),
+                )?;
+                Ok(report)
+            }
+            Err(error) => {
+                let message = error.to_string();
+                self.store
+                    .end_cycle(cycle_id, false, &message, None, Utc::now())?;
+                Err(error)
+            }
+        }
+    }
+}
+
+fn mode_name(mode: SyncMode) -> &'static str {
+    match mode {
+        SyncMode::Full => "full",
+        SyncMode::Delta => "delta",
+    }
+}
+
+async fn open_run(
+    source: &Source,
+    stored: Option<&StoredCheckpoint>,
+    request: CycleRequest,
+    options: &EngineOptions,
+    now: DateTime<Utc>,
+) -> Result<(SyncRun, SyncMode, Option<String>), CycleError> {
+    let reason = match stored {
+        _ if request.force_full => Some("a full sync was requested".to_owned()),
+        None => Some("there is no checkpoint yet (first run)".to_owned()),
+        Some(cp) => match cp.last_full_sync {
+            None => Some("no full sync was recorded yet".to_owned()),
+            Some(at)
+                if now.signed_duration_since(at).to_std().unwrap_or_default()
+                    >= options.full_sync_interval =>
+            {
+                Some(format!(
+                    "the last full sync ({}) is older than the full sync interval",
+                    at.to_rfc3339()
+                ))
+            }
+            Some(_) => None,
+        },
+    };
+    if let (None, Some(cp)) = (&reason, stored) {
+        match source.changes_since(&cp.position).await? {
+            DeltaOutcome::Changes(run) => return Ok((run, SyncMode::Delta, None)),
+            DeltaOutcome::FullSyncRequired { reason } => {
+                tracing::warn!("{reason}");
+                let run = source.full_snapshot().await?;
+                return Ok((run, SyncMode::Full, Some(reason)));
+            }
+        }
+    }
+    let run = source.full_snapshot().await?;
+    Ok((run, SyncMode::Full, reason))
+}
+
+/// Objects read by a full sync are marked in the store in chunks of this many.
+const MARK_CHUNK: usize = 5000;
+
+/// One cycle in progress: one method per kind of source event.
+struct Cycle<'e> {
+    source: &'e Source,
+    store: &'e mut Store,
+    options: &'e EngineOptions,
+    observer: &'e dyn Observer,
+    capabilities: Capabilities,
+    delivery: Delivery,
+    id: i64,
+    mode: SyncMode,
+    stored: Option<StoredCheckpoint>,
+    read_at: DateTime<Utc>,
+    report: CycleReport,
+    /// Full sync: objects read and not yet marked in the store.
+    unmarked: Vec<Guid>,
+    /// Delta: objects read in this cycle (re-reads of leftovers skip them).
+    read: HashSet<Guid>,
+    /// Delta: DNs (lower case) read in this cycle.
+    read_dns: HashSet<String>,
+    /// Delta: changed groups held until the end of the read, with the DNs (lower case) of the
+    /// members whose group list they change (AD does not touch a member's uSNChanged when
+    /// only its memberships change).
+    held_groups: Vec<(Group, String, BTreeSet<String>)>,
+    /// Delta: groups (DN) to re-read because a member was renamed, moved or deleted (their
+    /// member lists changed; AD does not touch their uSNChanged either).
+    reread: BTreeSet<String>,
+    /// Tombstones, delivered after every upsert was acknowledged.
+    tombstones: Vec<Deleted>,
+    /// Entries skipped in this cycle.
+    skipped: Vec<SkippedRow>,
+    /// Records refused in this cycle.
+    quarantined: Vec<QuarantineRow>,
+    /// Full sync: a skipped entry that matches no tracked object (so deletes are unsafe).
+    unmatched_skips: u64,
+}
+
+impl<'e> Cycle<'e> {
+    fn new(
+        engine: &'e mut Engine,
+        id: i64,
+        mode: SyncMode,
+        stored: Option<StoredCheckpoint>,
+        read_at: DateTime<Utc>,
+        observer: &'e dyn Observer,
+    ) -> Cycle<'e> {
+        let sync = SyncInfo {
+            cycle_id: uuid::Uuid::new_v4(),
+            at: read_at,
+            mode,
+        };
+        let delivery = Delivery::new(
+            Arc::clone(&engine.sink),
+            sync,
+            engine.options.batch_size,
+            engine.options.concurrency,
+        );
+        Cycle {
+            source: &engine.source,
+            capabilities: engine.sink.capabilities(),
+            store: &mut engine.store,
+            options: &engine.options,
+            observer,
+            delivery,
+            id,
+            mode,
+            stored,
+            read_at,
+            report: CycleReport {
+                mode: mode_name(mode),
+                ..CycleReport::default()
+            },
+            unmarked: Vec::new(),
+            read: HashSet::new(),
+            read_dns: HashSet::new(),
+            held_groups: Vec::new(),
+            reread: BTreeSet::new(),
+            tombstones: Vec::new(),
+            skipped: Vec::new(),
+            quarantined: Vec::new(),
+            unmatched_skips: 0,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.mode == SyncMode::Full
+    }
+
+    async fn run(
+        mut self,
+        mut run: SyncRun,
+        request: CycleRequest,
+    ) -> Result<CycleReport, CycleError> {
+        // 1. The directory's changes (or everything).
+        while let Some(event) = run.next_event().await {
+            self.event(event).await?;
+        }
+        let summary = run.finish().await?;
+        self.note_incomplete(&summary);
+
+        // 2. Delta: what changed without a directory write, and what earlier cycles left.
+        if !self.full() {
+            self.time_driven().await?;
+            self.leftovers().await?;
+        }
+        self.linked().await?;
+        self.flush_marks()?;
+
+        // 4. Every upsert acknowledged before any delete is decided or sent.
+        let settled = self.delivery.drain().await?;
+        self.record(settled)?;
+
+        // 5. Deletes: tombstones (delta), or what a complete full read did not return.
+        let withheld = self.deletes(request).await?;
+        let settled = self.delivery.drain().await?;
+        self.record(settled)?;
+
+        // 6. The checkpoint, with what this cycle left behind.
+        self.checkpoint(&summary, withheld)
+    }
+
+    async fn event(&mut self, event: SourceEvent) -> Result<(), CycleError> {
+        match event {
+            SourceEvent::User(decoded) => self.user(decoded).await,
+            SourceEvent::Group(decoded) => self.group(decoded).await,
+            SourceEvent::Deleted(deleted) => {
+                self.tombstones.push(deleted);
+                Ok(())
+            }
+            SourceEvent::Skipped { dn, guid, reason } => self.skipped(dn, guid, reason),
+            SourceEvent::Warning { message } => {
+                self.warning(message);
+                Ok(())
+            }
+        }
+    }
+
+    fn warning(&mut self, message: String) {
+        tracing::warn!("{message}");
+        self.observer.warning(&message);
+        self.report.source_warnings.push(message);
+    }
+
+    /// Note that an object was read: a full sync never deletes it, a delta does not re-read
+    /// it. In a delta, an object whose DN changed changes the member lists of the groups that
+    /// list its old DN: they are re-read.
+    fn note_read(&mut self, guid: Guid, dn: &str) -> Result<(), CycleError> {
+        if self.full() {
+            self.unmarked.push(guid);
+            if self.unmarked.len() >= MARK_CHUNK {
+                self.flush_marks()?;
+            }
+        } else {
+            self.read.insert(guid);
+            self.read_dns.insert(dn.to_ascii_lowercase());
+        }
+        // A full sync too: a group read before a member moved still lists the old DN.
+        if let Some(row) = self.store.object(&guid)?
+            && !row.dn.eq_ignore_ascii_case(dn)
+        {
+            let groups = self.store.groups_listing(&row.dn)?;
+            self.store.add_reread(&groups)?;
+            self.reread.extend(groups);
+        }
+        Ok(())
+    }
+
+    fn flush_marks(&mut self) -> Result<(), CycleError> {
+        if !self.unmarked.is_empty() {
+            let guids = std::mem::take(&mut self.unmarked);
+            self.store.mark_read(self.id, &guids)?;
+        }
+        Ok(())
+    }
+
+    async fn user(&mut self, decoded: Decoded<User>) -> Result<(), CycleError> {
+        self.report.users += 1;
+        self.observer.object_read(ObjectKind::User);
+        note_warnings(&mut self.report, &decoded.record.dn, &decoded.warnings);
+        let user = decoded.record;
+        self.note_read(user.object_guid, &user.dn)?;
+        let hash = fingerprint::user(&user);
+        if self.store.stored_hash(&user.object_guid)?.as_deref() == Some(hash.as_str()) {
+            self.report.unchanged += 1;
+            return Ok(());
+        }
+        let record = Record::Upsert(SentObject {
+            guid: user.object_guid,
+            kind: ObjectKind::User,
+            sid: user.object_sid,
+            dn: user.dn.clone(),
+            hash,
+            members: None,
+        });
+        self.push(Pending {
+            change: Change::UpsertUser(user),
+            record,
+        })
+        .await
+    }
+
+    async fn group(&mut self, decoded: Decoded<Group>) -> Result<(), CycleError> {
+        self.group_as(decoded, true).await
+    }
+
+    /// A group; `hold`: in a delta, hold it until its affected members are re-read.
+    async fn group_as(&mut self, decoded: Decoded<Group>, hold: bool) -> Result<(), CycleError> {
+        self.report.groups += 1;
+        self.observer.object_read(ObjectKind::Group);
+        note_warnings(&mut self.report, &decoded.record.dn, &decoded.warnings);
+        let group = decoded.record;
+        self.note_read(group.object_guid, &group.dn)?;
+        let hash = fingerprint::group(&group);
+        if self.store.stored_hash(&group.object_guid)?.as_deref() == Some(hash.as_str()) {
+            self.report.unchanged += 1;
+            return Ok(());
+        }
+        if hold && !self.full() {
+            // Members added or removed since the group was last sent, or all of them if it
+            // was renamed (its name is inside every member's record).
+            let previous = self.store.group_members(&group.object_guid)?;
+            let renamed = self
+                .store
+                .object(&group.object_guid)?
+                .is_some_and(|row| !row.dn.eq_ignore_ascii_case(&group.dn));
+            // Compared without case, kept as written (some servers match DNs exactly).
+            let before: HashMap<String, &String> = previous
+                .iter()
+                .map(|dn| (dn.to_ascii_lowercase(), dn))
+                .collect();
+            let after: HashMap<String, &String> = group
+                .members
+                .iter()
+                .map(|dn| (dn.to_ascii_lowercase(), dn))
+                .collect();
+            let mut affected: BTreeSet<String> = BTreeSet::new();
+            for (key, dn) in &after {
+                if renamed || !before.contains_key(key) {
+                    affected.insert((*dn).clone());
+                }
+            }
+            for (key, dn) in &before {
+                if renamed || !after.contains_key(key) {
+                    affected.insert((*dn).clone());
+                }
+            }
+            // Durable before the group's new member list can be acknowledged: a crash after
+            // that must not lose the members' new group lists.
+            self.store
+                .add_reread(&affected.iter().cloned().collect::<Vec<_>>())?;
+            self.held_groups.push((group, hash, affected));
+            return Ok(());
+        }
+        let record = group_record(&group, hash);
+        self.push(Pending {
+            change: Change::UpsertGroup {
+                group,
+                affected_users: Vec::new(),
+            },
+            record,
+        })
+        .await
+    }
+
+    fn skipped(
+        &mut self,
+        dn: String,
+        guid: Option<Guid>,
+        reason: String,
+    ) -> Result<(), CycleError> {
+        tracing::warn!(dn = %dn, "entry skipped (it will be read again next cycle): {reason}");
+        if let Some(guid) = guid {
+            self.note_read(guid, &dn)?;
+        } else if self.full() && self.store.mark_read_dn(self.id, &dn)? == 0 {
+            // Unreadable and unknown by DN: if it is a tracked object that moved, a delete
+            // computed now would remove a live account. Deletes are withheld below.
+            self.unmatched_skips += 1;
+        }
+        self.report.skipped.push(format!("{dn}: {reason}"));
+        self.skipped.push(SkippedRow {
+            dn,
+            guid,
+            reason,
+            cycle: self.id,
+        });
+        Ok(())
+    }
+
+    fn note_incomplete(&mut self, summary: &SyncSummary) {
+        let counters = &summary.counters;
+        self.report.referrals_ignored = counters.referrals_ignored;
+        let mut reasons = Vec::new();
+        if counters.pages_without_paged_control > 0 {
+            reasons.push(format!(
+                "{} result pages came without the paged-results response control, so entries may be missing",
+                counters.pages_without_paged_control
+            ));
+        }
+        if counters.limit_exceeded > 0 {
+            reasons.push(format!(
+                "{} searches ended in sizeLimitExceeded, timeLimitExceeded or adminLimitExceeded, so entries may be missing",
+                counters.limit_exceeded
+            ));
+        }
+        if counters.searches_restarted > 0 {
+            reasons.push(format!(
+                "{} searches were restarted after a reconnect, so an object moved during the restart may have been missed",
+                counters.searches_restarted
+            ));
+        }
+        // Continuation references are not among them: they point to other naming contexts
+        // or domains, whose objects this connector never reads nor tracks, so nothing
+        // tracked can hide behind one. They are counted in the report.
+        for reason in reasons {
+            tracing::warn!("{reason}");
+            self.observer.warning(&reason);
+            self.report.incomplete_read.push(reason);
+        }
+        if summary.truncated() {
+            self.report.checkpoint_held = Some(
+                "the checkpoint was kept where it was because entries may be missing from this read; the next cycle reads the same changes again".to_owned(),
+            );
+        }
+    }
+
+    /// Delta: users whose expiry, lockout end or password age passed since the last cycle.
+    async fn time_driven(&mut self) -> Result<(), CycleError> {
+        let Some(from) = self.stored.as_ref().and_then(|cp| cp.read_at) else {
+            return Ok(());
+        };
+        let found = self.source.time_boundary_users(from, self.read_at).await?;
+        for note in found.notes {
+            self.warning(note);
+        }
+        for decoded in found.users {
+            if self.read.contains(&decoded.record.object_guid) {
+                continue;
+            }
+            self.report.time_driven += 1;
+            self.user(decoded).await?;
+        }
+        Ok(())
+    }
+
+    /// Delta: re-read what earlier cycles skipped or the platform refused.
+    async fn leftovers(&mut self) -> Result<(), CycleError> {
+        let mut dns: Vec<String> = self.store.skipped()?.into_iter().map(|s| s.dn).collect();
+        dns.extend(
+            self.store
+                .quarantined()?
+                .into_iter()
+                .filter(|q| q.change == "upsert")
+                .map(|q| q.dn),
+        );
+        // Refused deletes: the tombstone is read again only if still in the window, so
+        // retry them from the quarantine itself when the object is still gone.
+        let refused_deletes: Vec<QuarantineRow> = self
+            .store
+            .quarantined()?
+            .into_iter()
+            .filter(|q| q.change == "delete")
+            .collect();
+        dns.sort_by_key(|dn| dn.to_ascii_lowercase());
+        dns.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+        if !dns.is_empty() {
+            for event in self.source.read_objects(&dns).await? {
+                let guid = match &event {
+                    SourceEvent::User(d) => Some(d.record.object_guid),
+                    SourceEvent::Group(d) => Some(d.record.object_guid),
+                    _ => None,
+                };
+                if guid.is_some_and(|g| self.read.contains(&g)) {
+                    continue;
+                }
+                self.event(event).await?;
+            }
+        }
+        for q in refused_deletes {
+            if self.read.contains(&q.guid)
+                || self.tombstones.iter().any(|t| t.object_guid == q.guid)
+            {
+                continue;
+            }
+            if self.store.object(&q.guid)?.is_some() {
+                self.tombstones.push(Deleted {
+                    object_guid: q.guid,
+                    object_sid: None,
+                    kind: Some(q.kind),
+                    dn: q.dn.clone(),
+                    sam_account_name: None,
+                    usn_changed: None,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Delta: what changed through links, without a uSNChanged of its own. Members added to
+    /// or removed from a changed group (all members when it was renamed) have a new group list;
+    /// groups that listed a renamed, moved or deleted member have a new member list. They are
+    /// re-read; sinks without group assets get the re-read users inside the group change.
+    async fn linked(&mut self) -> Result<(), CycleError> {
+        let mut listing = Vec::new();
+        for deleted in &self.tombstones {
+            if let Some(row) = self.store.object(&deleted.object_guid)? {
+                listing.extend(self.store.groups_listing(&row.dn)?);
+            }
+        }
+        self.store.add_reread(&listing)?;
+        listing.extend(self.store.rereads()?);
+        self.reread.extend(listing);
+        let held = std::mem::take(&mut self.held_groups);
+        let mut wanted: BTreeSet<String> = held
+            .iter()
+            .flat_map(|(_, _, affected)| affected.iter().cloned())
+            .collect();
+        wanted.extend(std::mem::take(&mut self.reread));
+        let mut seen = HashSet::new();
+        let wanted: Vec<String> = wanted
+            .into_iter()
+            .filter(|dn| {
+                let key = dn.to_ascii_lowercase();
+                !self.read_dns.contains(&key) && seen.insert(key)
+            })
+            .collect();
+        let events = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            // What this cycle sent so far is acknowledged first, so a re-read object whose
+            // new content was already sent compares equal and is not sent twice.
+            let settled = self.delivery.drain().await?;
+            self.record(settled)?;
+            self.source.read_objects(&wanted).await?
+        };
+        let mut affected_users: HashMap<String, User> = HashMap::new();
+        for event in events {
+            match event {
+                SourceEvent::User(decoded) if self.capabilities.needs_affected_users => {
+                    affected_users.insert(decoded.record.dn.to_ascii_lowercase(), decoded.record);
+                }
+                SourceEvent::User(decoded) => self.user(decoded).await?,
+                SourceEvent::Group(decoded) => self.group_as(decoded, false).await?,
+                other => self.event(other).await?,
+            }
+        }
+        for (group, hash, affected) in held {
+            let users: Vec<User> = if self.capabilities.needs_affected_users {
+                affected
+                    .iter()
+                    .filter_map(|dn| affected_users.get(&dn.to_ascii_lowercase()).cloned())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let record = group_record(&group, hash);
+            self.push(Pending {
+                change: Change::UpsertGroup {
+                    group,
+                    affected_users: users,
+                },
+                record,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn push(&mut self, pending: Pending) -> Result<(), CycleError> {
+        let settled = self.delivery.push(pending).await?;
+        self.record(settled)
+    }
+
+    /// Record settled batches in the order they were sent.
+    fn record(&mut self, settled: Vec<Settled>) -> Result<(), CycleError> {
+        for batch in settled {
+            let mut sent = Vec::new();
+            let mut deleted = Vec::new();
+            for record in batch.accepted {
+                match record {
+                    Record::Upsert(object) => sent.push(object),
+                    Record::Delete(guid) => deleted.push(guid),
+                }
+            }
+            self.report.upserts += sent.len() as u64;
+            self.report.deletes += deleted.len() as u64;
+            for ack in &batch.acks {
+                self.report.batches += 1;
+                self.report.not_representable += ack.not_representable_count() as u64;
+                for nr in &ack.not_representable {
+                    tracing::warn!(
+                        count = nr.count,
+                        what = nr.what,
+                        "{} {} change(s) not delivered: {}",
+                        nr.count,
+                        nr.what,
+                        nr.reason
+                    );
+                }
+            }
+            self.store
+                .commit_batch(self.id, &sent, &deleted, Utc::now())?;
+            for ack in &batch.acks {
+                self.observer.batch_recorded(ack);
+            }
+            for refused in batch.refused {
+                let (kind, dn, change) = match &refused.change {
+                    Change::UpsertUser(u) => (ObjectKind::User, u.dn.clone(), "upsert"),
+                    Change::UpsertGroup { group, .. } => {
+                        (ObjectKind::Group, group.dn.clone(), "upsert")
+                    }
+                    Change::Delete(d) => (d.kind, d.dn.clone().unwrap_or_default(), "delete"),
+                };
+                let guid = match &refused.record {
+                    Record::Upsert(o) => o.guid,
+                    Record::Delete(g) => *g,
+                };
+                tracing::error!(dn = %dn, "the platform refused this record; it is quarantined and retried next cycle: {}", refused.reason);
+                self.report
+                    .quarantined
+                    .push(format!("{dn}: {}", refused.reason));
+                self.quarantined.push(QuarantineRow {
+                    guid,
+                    kind,
+                    dn,
+                    change: change.to_owned(),
+                    reason: refused.reason,
+                    cycle: self.id,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Send the cycle's deletes (all upserts are acknowledged by now). Returns the withheld
+    /// list for a full sync.
+    async fn deletes(
+        &mut self,
+        request: CycleRequest,
+    ) -> Result<Option<Vec<WithheldRow>>, CycleError> {
+        let tombstones = std::mem::take(&mut self.tombstones);
+        for deleted in tombstones {
+            // Only what was sent can be deleted; a tombstone of an object never sent (out
+            // of scope, or created and deleted between two cycles) is not news.
+            let Some(row) = self.store.object(&deleted.object_guid)? else {
+                continue;
+            };
+            self.read.insert(deleted.object_guid);
+            let deletion = Deletion {
+                object_guid: deleted.object_guid,
+                object_sid: deleted.object_sid.or(row.sid),
+                kind: row.kind,
+                dn: Some(row.dn.clone()),
+                sam_account_name: deleted.sam_account_name.clone(),
+            };
+            self.push(Pending {
+                change: Change::Delete(deletion),
+                record: Record::Delete(deleted.object_guid),
+            })
+            .await?;
+        }
+        if !self.full() {
+            return Ok(None);
+        }
+        let candidates = self.store.unread(self.id)?;
+        let withheld_rows = |rows: &[crate::store::ObjectRow], cycle: i64| -> Vec<WithheldRow> {
+            rows.iter()
+                .map(|row| WithheldRow {
+                    guid: row.guid,
+                    kind: row.kind,
+                    sid: row.sid,
+                    dn: row.dn.clone(),
+                    cycle,
+                })
+                .collect()
+        };
+        if candidates.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut why_none: Vec<String> = self.report.incomplete_read.clone();
+        if self.unmatched_skips > 0 {
+            why_none.push(format!(
+                "{} entries could not be read and match no object sent before, so any of them could be an object this sync would otherwise delete",
+                self.unmatched_skips
+            ));
+            self.report
+                .incomplete_read
+                .push(why_none[why_none.len() - 1].clone());
+        }
+        if !why_none.is_empty() {
+            let message = format!(
+                "this full sync found {} tracked objects it did not read but sent no deletes because the read was incomplete ({}); they are deleted by the next complete full sync if they are really gone",
+                candidates.len(),
+                why_none.join("; ")
+            );
+            tracing::warn!("{message}");
+            self.observer.warning(&message);
+            // Nothing is withheld for confirmation: an incomplete read proves nothing.
+            return Ok(Some(Vec::new()));
+        }
+        let tracked = self.store.count(ObjectKind::User)? + self.store.count(ObjectKind::Group)?;
+        let found = candidates.len() as u64;
+        if let Some(reason) =
+            self.options
+                .delete_guard
+                .check(found, tracked, request.confirm_deletes)
+        {
+            tracing::warn!("{reason}");
+            self.observer.warning(&reason);
+            self.report.withheld_deletes = found;
+            self.report.withheld_reason = Some(reason);
+            return Ok(Some(withheld_rows(&candidates, self.id)));
+        }
+        for row in candidates {
+            let deletion = Deletion {
+                object_guid: row.guid,
+                object_sid: row.sid,
+                kind: row.kind,
+                dn: Some(row.dn.clone()),
+                sam_account_name: None,
+            };
+            self.push(Pending {
+                change: Change::Delete(deletion),
+                record: Record::Delete(row.guid),
+            })
+            .await?;
+        }
+        Ok(Some(Vec::new()))
+    }
+
+    fn checkpoint(
+        mut self,
+        summary: &SyncSummary,
+        withheld: Option<Vec<WithheldRow>>,
+    ) -> Result<CycleReport, CycleError> {
+        let hold = self.report.checkpoint_held.is_some();
+        let checkpoint = StoredCheckpoint {
+            position: summary.checkpoint.clone(),
+            last_full_sync: if self.full() {
+                Some(Utc::now())
+            } else {
+                self.stored.as_ref().and_then(|cp| cp.last_full_sync)
+            },
+            read_at: Some(self.read_at),
+        };
+        // Leftovers are recorded either way: a held checkpoint re-reads everything anyway.
+        let leftovers = Leftovers {
+            quarantined: std::mem::take(&mut self.quarantined),
+            skipped: std::mem::take(&mut self.skipped),
+            withheld,
+            withheld_resolved: self.read.iter().copied().collect(),
+        };
+        self.store.finish_cycle(
+            if hold { None } else { Some(&checkpoint) },
+            &leftovers,
+            Utc::now(),
+        )?;
+        self.report.checkpoint = if hold {
+            self.stored.clone()
+        } else {
+            Some(checkpoint)
+        };
+        Ok(self.report)
+    }
+}
+
+fn group_record(group: &Group, hash: String) -> Record {
+    Record::Upsert(SentObject {
+        guid: group.object_guid,
+        kind: ObjectKind::Group,
+        sid: group.object_sid,
+        dn: group.dn.clone(),
+        hash,
+        members: Some(group.members.clone()),
+    })
+}
+
+fn note_warnings(report: &mut CycleReport, dn: &str, warnings: &[ad_model::DecodeWarning]) {
+    for warning in warnings {
+        report.decode_warnings += 1;
+        tracing::warn!(dn = %dn, attribute = %warning.attribute, "{warning}");
+    }
+}

@@ -1,0 +1,1245 @@
+//! Durable state: one SQLite database in the state directory, guarded by a lock file.
+//!
+//! What it holds: the checkpoint (DC host, invocationId, USN bound, last full sync, when the
+//! last cycle started reading), one row per object ever acknowledged by the sink (objectGUID,
+//! kind, SID, DN, content hash, when it was last sent, the last full-sync cycle that *read*
+//! it, and for groups the member DNs last sent), the objects a cycle left behind on purpose
+//! (deletes withheld by the guard, records the platform refused, entries that could not be
+//! read), and a journal of cycles.
+//!
+//! The rule that makes delivery safe: **the checkpoint moves only after every batch of the
+//! cycle was acknowledged and recorded**, in the transaction that also records what the cycle
+//! left behind. A crash (even `kill -9`) before that commit leaves the old checkpoint, so the
+//! next cycle reads the same changes again; objects whose acknowledged hash is already stored
+//! are not re-sent, so at most the unacknowledged batches go out twice. SQLite runs in WAL
+//! mode with `synchronous=FULL`, so a committed acknowledgement survives power loss.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ad_model::{Guid, ObjectKind, Sid};
+use ad_source::Checkpoint;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// Why the state directory or database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory could not be created or the lock file opened.
+    #[error(
+        "cannot use state directory {dir}: {source}; check it exists and is writable by this user, or set state_dir"
+    )]
+    Directory {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Another process holds the lock.
+    #[error(
+        "another ad-connector is already using state directory {dir} ({holder}); run one connector per state directory, or wait for it to finish"
+    )]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+        /// What the lock file says about its holder.
+        holder: String,
+    },
+    /// SQLite failed.
+    #[error(
+        "state database {path} failed: {source}; if the disk is full free space, if it is corrupt move it away and run a full sync"
+    )]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// A stored value could not be read back.
+    #[error(
+        "state database {path} holds an unreadable {what}: {detail}; move the file away and run a full sync"
+    )]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// Which value.
+        what: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// Where incremental sync resumes: the source's [`Checkpoint`] plus the engine's own times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredCheckpoint {
+    /// DC, invocationId and USN bound (Microsoft's algorithm).
+    #[serde(flatten)]
+    pub position: Checkpoint,
+    /// When the last successful full sync finished.
+    pub last_full_sync: Option<DateTime<Utc>>,
+    /// When the cycle that stored this checkpoint started reading (the source's clock): the
+    /// lower bound of the next delta's time window for account expiry, lockout end and
+    /// password age. `None` in state written by older versions (the next delta then checks
+    /// no time window and the next full sync catches up).
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+/// A delete the guard held back (see [`crate::DeleteGuard`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WithheldRow {
+    /// objectGUID.
+    pub guid: Guid,
+    /// User or group.
+    pub kind: ObjectKind,
+    /// objectSid when known.
+    pub sid: Option<Sid>,
+    /// DN when last sent.
+    pub dn: String,
+    /// The full-sync cycle that withheld it.
+    pub cycle: i64,
+}
+
+/// A record the platform refused (quarantined); retried by every later cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantineRow {
+    /// objectGUID.
+    pub guid: Guid,
+    /// User, group, or the kind of a refused delete.
+    pub kind: ObjectKind,
+    /// DN of the object.
+    pub dn: String,
+    /// What was refused: `upsert` or `delete`.
+    pub change: String,
+    /// The platform's answer (status and message, secrets scrubbed by the sink).
+    pub reason: String,
+    /// The cycle that refused it last.
+    pub cycle: i64,
+}
+
+/// An entry a cycle could not read; re-read by every later cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedRow {
+    /// The entry's DN.
+    pub dn: String,
+    /// objectGUID, when it could be read.
+    pub guid: Option<Guid>,
+    /// Why it was skipped.
+    pub reason: String,
+    /// The cycle that skipped it last.
+    pub cycle: i64,
+}
+
+/// What a finished cycle leaves behind on purpose, recorded with its checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Leftovers {
+    /// Records the platform refused in this cycle (replaces the previous quarantine).
+    pub quarantined: Vec<QuarantineRow>,
+    /// Entries skipped in this cycle (replaces the previous list).
+    pub skipped: Vec<SkippedRow>,
+    /// Full sync: the deletes the guard withheld (replaces the previous list).
+    /// `None` for a delta, which keeps the list except for `withheld_resolved`.
+    pub withheld: Option<Vec<WithheldRow>>,
+    /// Objects read or deleted by this (delta) cycle: no longer withheld deletes.
+    pub withheld_resolved: Vec<Guid>,
+}
+
+/// What the state knows of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRow {
+    /// objectGUID.
+    pub guid: Guid,
+    /// User or group.
+    pub kind: ObjectKind,
+    /// objectSid when known.
+    pub sid: Option<Sid>,
+    /// DN when last sent.
+    pub dn: String,
+    /// Content hash when last sent.
+    pub hash: String,
+}
+
+/// One acknowledged upsert, as recorded.
+#[derive(Debug, Clone)]
+pub struct SentObject {
+    /// objectGUID.
+    pub guid: Guid,
+    /// User or group.
+    pub kind: ObjectKind,
+    /// objectSid.
+    pub sid: Option<Sid>,
+    /// DN.
+    pub dn: String,
+    /// Content hash of what was sent.
+    pub hash: String,
+    /// For groups, the member DNs sent (to find users affected by a later change).
+    pub members: Option<Vec<String>>,
+}
+
+/// The states a connector goes through (the Qualys connector's vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ConnectorState {
+    /// The state directory exists; no cycle has run yet.
+    Registered,
+    /// The daemon is waiting for its next scheduled cycle.
+    Scheduled,
+    /// A cycle is running.
+    Processing,
+    /// The last cycle finished and its changes were accepted.
+    Processed,
+}
+
+impl ConnectorState {
+    fn as_str(self) -> &'static str {
+        match self {
+            ConnectorState::Registered => "Registered",
+            ConnectorState::Scheduled => "Scheduled",
+            ConnectorState::Processing => "Processing",
+            ConnectorState::Processed => "Processed",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "Registered" => ConnectorState::Registered,
+            "Scheduled" => ConnectorState::Scheduled,
+            "Processing" => ConnectorState::Processing,
+            "Processed" => ConnectorState::Processed,
+            _ => return None,
+        })
+    }
+}
+
+/// A cycle as journaled.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleRecord {
+    /// Cycle number.
+    pub id: i64,
+    /// `full` or `delta`.
+    pub mode: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended (`None` while running, or if the process died).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `running`, `ok` or `failed`.
+    pub outcome: String,
+    /// The one-line summary or error.
+    pub summary: Option<String>,
+    /// The cycle's report as JSON, when it finished.
+    pub report: Option<serde_json::Value>,
+}
+
+/// The state directory, open and locked (or open read-only, without the lock).
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    _lock: Option<File>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    dc_host TEXT NOT NULL,
+    invocation_id TEXT NOT NULL,
+    usn INTEGER NOT NULL,
+    last_full_sync TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects (
+    guid TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    sid TEXT,
+    dn TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    last_sent TEXT NOT NULL,
+    seen_cycle INTEGER NOT NULL DEFAULT 0,
+    members TEXT
+);
+CREATE INDEX IF NOT EXISTS objects_seen ON objects (seen_cycle);
+CREATE INDEX IF NOT EXISTS objects_dn ON objects (dn COLLATE NOCASE);
+CREATE TABLE IF NOT EXISTS cycles (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    mode TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    outcome TEXT NOT NULL,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS withheld_deletes (
+    guid TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    sid TEXT,
+    dn TEXT NOT NULL,
+    cycle INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    guid TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    dn TEXT NOT NULL,
+    change TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    cycle INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reread (
+    dn TEXT PRIMARY KEY COLLATE NOCASE
+);
+CREATE TABLE IF NOT EXISTS skipped (
+    dn TEXT PRIMARY KEY COLLATE NOCASE,
+    guid TEXT,
+    reason TEXT NOT NULL,
+    cycle INTEGER NOT NULL
+);
+";
+
+/// Columns added after the first release: (table, column, type). Added when missing.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("checkpoint", "read_at", "TEXT"),
+    ("cycles", "report", "TEXT"),
+];
+
+impl Store {
+    /// Open (creating if needed) the state in `dir`, taking its lock. Fails with
+    /// [`StoreError::Locked`] if another process holds it.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let dir_err = |source| StoreError::Directory {
+            dir: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(dir_err)?;
+        restrict_permissions(dir);
+        let lock_path = dir.join("lock");
+        let mut lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(dir_err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&lock_path)
+                    .ok()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "holder unknown".to_owned());
+                return Err(StoreError::Locked {
+                    dir: dir.to_owned(),
+                    holder,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(dir_err(e)),
+        }
+        lock.set_len(0).map_err(dir_err)?;
+        writeln!(lock, "pid {}", std::process::id()).map_err(dir_err)?;
+
+        let path = dir.join("state.db");
+        let db = |source| StoreError::Database {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(&db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(&db)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(&db)?;
+        conn.execute_batch(SCHEMA).map_err(&db)?;
+        for (table, column, kind) in ADDED_COLUMNS {
+            let present: bool = conn
+                .query_row(
+                    &format!(
+                        "SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"
+                    ),
+                    [column],
+                    |r| r.get(0),
+                )
+                .map_err(&db)?;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+                    .map_err(&db)?;
+            }
+        }
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('state', 'Registered'), ('schema', '2')",
+            [],
+        )
+        .map_err(&db)?;
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'", [])
+            .map_err(&db)?;
+        Ok(Store {
+            conn,
+            path,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Open the state in `dir` read-only, without taking the lock: for `status` and other
+    /// commands that only look. SQLite in WAL mode lets readers see the last committed
+    /// transaction while a running `run`/`sync` writes, so this never blocks the daemon and
+    /// the daemon never blocks it. `Ok(None)` when no state exists yet.
+    pub fn open_read_only(dir: &Path) -> Result<Option<Store>, StoreError> {
+        let path = dir.join("state.db");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let db = |source| StoreError::Database {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(&db)?;
+        // A writer may hold the database for a moment while it commits: wait, do not fail.
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(&db)?;
+        Ok(Some(Store {
+            conn,
+            path,
+            _lock: None,
+        }))
+    }
+
+    fn db(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        db_err(&self.path)
+    }
+
+    fn corrupt(&self, what: &'static str, detail: impl ToString) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored checkpoint, if a cycle ever completed.
+    pub fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT dc_host, invocation_id, usn, last_full_sync, read_at FROM checkpoint WHERE id = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(self.db())?;
+        let Some((dc_host, invocation_id, usn, last_full, read_at)) = row else {
+            return Ok(None);
+        };
+        let invocation_id = invocation_id
+            .parse()
+            .map_err(|e| self.corrupt("checkpoint invocationId", e))?;
+        let usn = u64::try_from(usn).map_err(|e| self.corrupt("checkpoint USN", e))?;
+        let time = |t: Option<String>, what| {
+            t.map(|t| DateTime::parse_from_rfc3339(&t).map(|t| t.with_timezone(&Utc)))
+                .transpose()
+                .map_err(|e| self.corrupt(what, e))
+        };
+        Ok(Some(StoredCheckpoint {
+            position: Checkpoint {
+                dc_host,
+                invocation_id,
+                usn,
+            },
+            last_full_sync: time(last_full, "last full sync time")?,
+            read_at: time(read_at, "checkpoint read time")?,
+        }))
+    }
+
+    /// The connector state.
+    pub fn connector_state(&self) -> Result<ConnectorState, StoreError> {
+        let text: String = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'state'", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.db())?;
+        ConnectorState::parse(&text).ok_or_else(|| self.corrupt("connector state", text))
+    }
+
+    /// Record the connector state.
+    pub fn set_connector_state(&mut self, state: ConnectorState) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'state'",
+                [state.as_str()],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Journal the start of a cycle and return its number.
+    pub fn begin_cycle(&mut self, mode: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(db_err(&path))?;
+        tx.execute(
+            "INSERT INTO cycles (mode, started_at, outcome) VALUES (?1, ?2, 'running')",
+            params![mode, now.to_rfc3339()],
+        )
+        .and_then(|_| {
+            tx.execute(
+                "UPDATE meta SET value = 'Processing' WHERE key = 'state'",
+                [],
+            )
+        })
+        .map_err(db_err(&path))?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(db_err(&path))?;
+        Ok(id)
+    }
+
+    /// Journal the end of a cycle.
+    pub fn end_cycle(
+        &mut self,
+        id: i64,
+        ok: bool,
+        summary: &str,
+        report: Option<&serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let next = if ok { "Processed" } else { "Registered" };
+        let path = self.path.clone();
+        let report = report.map(|r| r.to_string());
+        let tx = self.conn.transaction().map_err(db_err(&path))?;
+        let result = tx
+            .execute(
+                "UPDATE cycles SET finished_at = ?2, outcome = ?3, summary = ?4, report = ?5 WHERE id = ?1",
+                params![id, now.to_rfc3339(), if ok { "ok" } else { "failed" }, summary, report],
+            )
+            .and_then(|_| {
+                // A failed cycle after a good one keeps "Processed" for the data already there.
+                if ok {
+                    tx.execute("UPDATE meta SET value = ?1 WHERE key = 'state'", [next])
+                } else {
+                    tx.execute(
+                        "UPDATE meta SET value = CASE WHEN EXISTS (SELECT 1 FROM checkpoint) THEN 'Processed' ELSE ?1 END WHERE key = 'state'",
+                        [next],
+                    )
+                }
+            })
+            .and_then(|_| tx.commit());
+        result.map_err(db_err(&path))?;
+        Ok(())
+    }
+
+    /// The last `n` cycles, newest first.
+    pub fn recent_cycles(&self, n: usize) -> Result<Vec<CycleRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, mode, started_at, finished_at, outcome, summary, report FROM cycles ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([i64::try_from(n).unwrap_or(i64::MAX)], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ))
+            })
+            .map_err(self.db())?;
+        let parse = |t: &str| DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc));
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, mode, started, finished, outcome, summary, report) = row.map_err(self.db())?;
+            out.push(CycleRecord {
+                id,
+                mode,
+                started_at: parse(&started).map_err(|e| self.corrupt("cycle start", e))?,
+                finished_at: finished
+                    .as_deref()
+                    .map(parse)
+                    .transpose()
+                    .map_err(|e| self.corrupt("cycle end", e))?,
+                outcome,
+                summary,
+                report: report
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(|e| self.corrupt("cycle report", e))?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The stored content hash of an object, if it was ever acknowledged.
+    pub fn stored_hash(&self, guid: &Guid) -> Result<Option<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT hash FROM objects WHERE guid = ?1")
+            .map_err(self.db())?;
+        stmt.query_row([guid.to_string()], |r| r.get(0))
+            .optional()
+            .map_err(self.db())
+    }
+
+    /// The stored row of an object.
+    pub fn object(&self, guid: &Guid) -> Result<Option<ObjectRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT guid, kind, sid, dn, hash FROM objects WHERE guid = ?1")
+            .map_err(self.db())?;
+        let row = stmt
+            .query_row([guid.to_string()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .optional()
+            .map_err(self.db())?;
+        row.map(|row| self.object_row(row)).transpose()
+    }
+
+    fn object_row(
+        &self,
+        (guid, kind, sid, dn, hash): (String, String, Option<String>, String, String),
+    ) -> Result<ObjectRow, StoreError> {
+        Ok(ObjectRow {
+            guid: guid.parse().map_err(|e| self.corrupt("object GUID", e))?,
+            kind: match kind.as_str() {
+                "user" => ObjectKind::User,
+                "group" => ObjectKind::Group,
+                other => return Err(self.corrupt("object kind", other)),
+            },
+            sid: sid
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(|e| self.corrupt("object SID", e))?,
+            dn,
+            hash,
+        })
+    }
+
+    /// Member DNs last sent for a group.
+    pub fn group_members(&self, guid: &Guid) -> Result<Vec<String>, StoreError> {
+        let text: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT members FROM objects WHERE guid = ?1",
+                [guid.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.db())?;
+        match text.flatten() {
+            Some(json) => serde_json::from_str(&json).map_err(|e| self.corrupt("group members", e)),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Remember DNs a delta must re-read because a link changed (a member renamed, moved or
+    /// deleted; a group's members changed). Written at once, before anything of the cycle is
+    /// acknowledged, so a crash cannot lose them; cleared by [`Store::finish_cycle`].
+    pub fn add_reread(&mut self, dns: &[String]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = db_err(&path);
+        let tx = self.conn.transaction().map_err(&db)?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT OR IGNORE INTO reread (dn) VALUES (?1)")
+                .map_err(&db)?;
+            for dn in dns {
+                insert.execute([dn]).map_err(&db)?;
+            }
+        }
+        tx.commit().map_err(&db)
+    }
+
+    /// DNs left to re-read by a cycle that did not finish.
+    pub fn rereads(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT dn FROM reread ORDER BY dn")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.db())?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(self.db())
+    }
+
+    /// DNs of the tracked groups whose last-sent member list holds `member_dn` (any case).
+    pub fn groups_listing(&self, member_dn: &str) -> Result<Vec<String>, StoreError> {
+        let needle = serde_json::to_string(member_dn).map_err(|e| self.corrupt("member DN", e))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT dn FROM objects WHERE kind = 'group' AND members IS NOT NULL AND instr(lower(members), lower(?1)) > 0",
+            )
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([needle], |r| r.get::<_, String>(0))
+            .map_err(self.db())?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(self.db())
+    }
+
+    /// Record that full-sync cycle `cycle` read these objects (changed or not): a cycle never
+    /// deletes what it read. Called as objects are read, before anything is acknowledged.
+    pub fn mark_read(&mut self, cycle: i64, guids: &[Guid]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = db_err(&path);
+        let tx = self.conn.transaction().map_err(&db)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("UPDATE objects SET seen_cycle = ?1 WHERE guid = ?2")
+                .map_err(&db)?;
+            for guid in guids {
+                stmt.execute(params![cycle, guid.to_string()])
+                    .map_err(&db)?;
+            }
+        }
+        tx.commit().map_err(&db)
+    }
+
+    /// Record that full-sync cycle `cycle` found the entry at `dn` (unreadable, but there).
+    /// Returns how many tracked objects have that DN (0: it cannot be matched by DN).
+    pub fn mark_read_dn(&mut self, cycle: i64, dn: &str) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE objects SET seen_cycle = ?1 WHERE dn = ?2 COLLATE NOCASE",
+                params![cycle, dn],
+            )
+            .map_err(self.db())
+    }
+
+    /// Record one acknowledged batch in one transaction: the upserts' new hashes (and, for
+    /// groups, members) and the deletes.
+    pub fn commit_batch(
+        &mut self,
+        cycle: i64,
+        sent: &[SentObject],
+        deleted: &[Guid],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = db_err(&path);
+        let tx = self.conn.transaction().map_err(&db)?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO objects (guid, kind, sid, dn, hash, last_sent, seen_cycle, members)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (guid) DO UPDATE SET kind = ?2, sid = ?3, dn = ?4, hash = ?5,
+                        last_sent = ?6, seen_cycle = MAX(seen_cycle, ?7), members = ?8",
+                )
+                .map_err(&db)?;
+            for object in sent {
+                let members = object
+                    .members
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt {
+                        path: path.clone(),
+                        what: "group members",
+                        detail: e.to_string(),
+                    })?;
+                upsert
+                    .execute(params![
+                        object.guid.to_string(),
+                        object.kind.as_str(),
+                        object.sid.map(|s| s.to_string()),
+                        object.dn,
+                        object.hash,
+                        now.to_rfc3339(),
+                        cycle,
+                        members,
+                    ])
+                    .map_err(&db)?;
+            }
+            let mut delete = tx
+                .prepare_cached("DELETE FROM objects WHERE guid = ?1")
+                .map_err(&db)?;
+            for guid in deleted {
+                delete.execute([guid.to_string()]).map_err(&db)?;
+            }
+        }
+        tx.commit().map_err(&db)
+    }
+
+    /// The end of a cycle whose every batch was acknowledged and recorded: the new
+    /// checkpoint (`None`: keep the old one, the read was incomplete) and what the cycle left
+    /// behind, in ONE transaction.
+    pub fn finish_cycle(
+        &mut self,
+        checkpoint: Option<&StoredCheckpoint>,
+        leftovers: &Leftovers,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = db_err(&path);
+        let tx = self.conn.transaction().map_err(&db)?;
+        if let Some(cp) = checkpoint {
+            let usn = i64::try_from(cp.position.usn).map_err(|e| StoreError::Corrupt {
+                path: path.clone(),
+                what: "checkpoint USN",
+                detail: format!("{} does not fit the database: {e}", cp.position.usn),
+            })?;
+            tx.execute(
+                "INSERT INTO checkpoint (id, dc_host, invocation_id, usn, last_full_sync, updated_at, read_at)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET dc_host = ?1, invocation_id = ?2, usn = ?3,
+                    last_full_sync = ?4, updated_at = ?5, read_at = ?6",
+                params![
+                    cp.position.dc_host,
+                    cp.position.invocation_id.to_string(),
+                    usn,
+                    cp.last_full_sync.map(|t| t.to_rfc3339()),
+                    now.to_rfc3339(),
+                    cp.read_at.map(|t| t.to_rfc3339()),
+                ],
+            )
+            .map_err(&db)?;
+        }
+        if checkpoint.is_some() {
+            tx.execute("DELETE FROM reread", []).map_err(&db)?;
+        }
+        tx.execute("DELETE FROM quarantine", []).map_err(&db)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO quarantine (guid, kind, dn, change, reason, cycle) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(&db)?;
+            for q in &leftovers.quarantined {
+                insert
+                    .execute(params![
+                        q.guid.to_string(),
+                        q.kind.as_str(),
+                        q.dn,
+                        q.change,
+                        q.reason,
+                        q.cycle
+                    ])
+                    .map_err(&db)?;
+            }
+        }
+        tx.execute("DELETE FROM skipped", []).map_err(&db)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO skipped (dn, guid, reason, cycle) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(&db)?;
+            for s in &leftovers.skipped {
+                insert
+                    .execute(params![
+                        s.dn,
+                        s.guid.map(|g| g.to_string()),
+                        s.reason,
+                        s.cycle
+                    ])
+                    .map_err(&db)?;
+            }
+        }
+        match &leftovers.withheld {
+            Some(rows) => {
+                tx.execute("DELETE FROM withheld_deletes", [])
+                    .map_err(&db)?;
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO withheld_deletes (guid, kind, sid, dn, cycle) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(&db)?;
+                for w in rows {
+                    insert
+                        .execute(params![
+                            w.guid.to_string(),
+                            w.kind.as_str(),
+                            w.sid.map(|s| s.to_string()),
+                            w.dn,
+                            w.cycle
+                        ])
+                        .map_err(&db)?;
+                }
+            }
+            None => {
+                let mut delete = tx
+                    .prepare_cached("DELETE FROM withheld_deletes WHERE guid = ?1")
+                    .map_err(&db)?;
+                for guid in &leftovers.withheld_resolved {
+                    delete.execute([guid.to_string()]).map_err(&db)?;
+                }
+            }
+        }
+        tx.commit().map_err(&db)
+    }
+
+    /// Tracked objects not read by full-sync cycle `cycle`: deleted or out of scope.
+    pub fn unread(&self, cycle: i64) -> Result<Vec<ObjectRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT guid, kind, sid, dn, hash FROM objects WHERE seen_cycle <> ?1")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([cycle], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(self.db())?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(self.object_row(row.map_err(self.db())?)?);
+        }
+        Ok(out)
+    }
+
+    /// Number of tracked objects of a kind.
+    pub fn count(&self, kind: ObjectKind) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM objects WHERE kind = ?1",
+                [kind.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(self.db())?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Every tracked object: what the platform holds according to its acknowledgements.
+    pub fn objects(&self) -> Result<Vec<ObjectRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT guid, kind, sid, dn, hash FROM objects ORDER BY guid")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(self.db())?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(self.object_row(row.map_err(self.db())?)?);
+        }
+        Ok(out)
+    }
+
+    /// The deletes the guard withheld (released by a full sync with `confirm_deletes`).
+    pub fn withheld(&self) -> Result<Vec<WithheldRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT guid, kind, sid, dn, cycle FROM withheld_deletes ORDER BY dn")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(self.db())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (guid, kind, sid, dn, cycle) = row.map_err(self.db())?;
+            let object = self.object_row((guid, kind, sid, dn, String::new()))?;
+            out.push(WithheldRow {
+                guid: object.guid,
+                kind: object.kind,
+                sid: object.sid,
+                dn: object.dn,
+                cycle,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The records the platform refused, retried by every cycle.
+    pub fn quarantined(&self) -> Result<Vec<QuarantineRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT guid, kind, dn, change, reason, cycle FROM quarantine ORDER BY dn")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(self.db())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (guid, kind, dn, change, reason, cycle) = row.map_err(self.db())?;
+            let object = self.object_row((guid, kind, None, dn, String::new()))?;
+            out.push(QuarantineRow {
+                guid: object.guid,
+                kind: object.kind,
+                dn: object.dn,
+                change,
+                reason,
+                cycle,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The entries a cycle could not read, re-read by every cycle.
+    pub fn skipped(&self) -> Result<Vec<SkippedRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT dn, guid, reason, cycle FROM skipped ORDER BY dn")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(self.db())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (dn, guid, reason, cycle) = row.map_err(self.db())?;
+            out.push(SkippedRow {
+                dn,
+                guid: guid
+                    .map(|g| g.parse())
+                    .transpose()
+                    .map_err(|e| self.corrupt("skipped GUID", e))?,
+                reason,
+                cycle,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Database {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(unix)]
+fn restrict_permissions(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    // The state holds DNs and SIDs (no secrets), but it is nobody else's business.
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_dir: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guid(n: u8) -> Guid {
+        Guid::from_bytes(&[n; 16]).unwrap()
+    }
+
+    fn sent(n: u8, hash: &str) -> SentObject {
+        SentObject {
+            guid: guid(n),
+            kind: ObjectKind::User,
+            sid: Some(
+                format!("S-1-5-21-1-2-3-{}", 1000 + u32::from(n))
+                    .parse()
+                    .unwrap(),
+            ),
+            dn: format!("CN=u{n},DC=x"),
+            hash: hash.into(),
+            members: None,
+        }
+    }
+
+    fn checkpoint(usn: u64) -> StoredCheckpoint {
+        StoredCheckpoint {
+            position: Checkpoint {
+                dc_host: "dc1.corp.example.test".into(),
+                invocation_id: guid(9),
+                usn,
+            },
+            last_full_sync: None,
+            read_at: Some(Utc::now()),
+        }
+    }
+
+    #[test]
+    fn batches_then_checkpoint_and_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.connector_state().unwrap(), ConnectorState::Registered);
+        assert_eq!(store.checkpoint().unwrap(), None);
+        let now = Utc::now();
+        let cycle = store.begin_cycle("full", now).unwrap();
+        assert_eq!(store.connector_state().unwrap(), ConnectorState::Processing);
+        store
+            .commit_batch(cycle, &[sent(1, "a"), sent(2, "b")], &[], now)
+            .unwrap();
+        store
+            .commit_batch(cycle, &[sent(3, "c")], &[], now)
+            .unwrap();
+        assert_eq!(store.checkpoint().unwrap(), None, "not finished yet");
+        let cp = checkpoint(42);
+        store
+            .finish_cycle(Some(&cp), &Leftovers::default(), now)
+            .unwrap();
+        store.end_cycle(cycle, true, "ok", None, now).unwrap();
+        drop(store);
+
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.checkpoint().unwrap(), Some(cp.clone()));
+        assert_eq!(store.stored_hash(&guid(2)).unwrap().as_deref(), Some("b"));
+        assert_eq!(store.connector_state().unwrap(), ConnectorState::Processed);
+        assert_eq!(store.count(ObjectKind::User).unwrap(), 3);
+
+        // Next full cycle reads 1 and 3 only: 2 is unread (deleted or out of scope).
+        let cycle = store.begin_cycle("full", now).unwrap();
+        store.mark_read(cycle, &[guid(1), guid(3)]).unwrap();
+        assert_eq!(store.mark_read_dn(cycle, "cn=U1,DC=x").unwrap(), 1);
+        assert_eq!(store.mark_read_dn(cycle, "CN=nobody,DC=x").unwrap(), 0);
+        let unread = store.unread(cycle).unwrap();
+        assert_eq!(unread.len(), 1);
+        assert_eq!(unread[0].guid, guid(2));
+        store.commit_batch(cycle, &[], &[guid(2)], now).unwrap();
+        assert_eq!(store.object(&guid(2)).unwrap(), None);
+        let leftovers = Leftovers {
+            quarantined: vec![QuarantineRow {
+                guid: guid(1),
+                kind: ObjectKind::User,
+                dn: "CN=u1,DC=x".into(),
+                change: "upsert".into(),
+                reason: "HTTP 400".into(),
+                cycle,
+            }],
+            skipped: vec![SkippedRow {
+                dn: "CN=bad,DC=x".into(),
+                guid: None,
+                reason: "unreadable".into(),
+                cycle,
+            }],
+            withheld: Some(vec![WithheldRow {
+                guid: guid(3),
+                kind: ObjectKind::User,
+                sid: None,
+                dn: "CN=u3,DC=x".into(),
+                cycle,
+            }]),
+            withheld_resolved: Vec::new(),
+        };
+        store
+            .finish_cycle(Some(&checkpoint(50)), &leftovers, now)
+            .unwrap();
+        assert_eq!(store.checkpoint().unwrap().unwrap().position.usn, 50);
+        assert_eq!(store.quarantined().unwrap(), leftovers.quarantined);
+        assert_eq!(store.skipped().unwrap(), leftovers.skipped);
+        assert_eq!(store.withheld().unwrap().len(), 1);
+        // A delta that read object 3 resolves its withheld delete and keeps the checkpoint.
+        let delta = Leftovers {
+            withheld_resolved: vec![guid(3)],
+            ..Leftovers::default()
+        };
+        store.finish_cycle(None, &delta, now).unwrap();
+        assert!(store.withheld().unwrap().is_empty());
+        assert!(store.quarantined().unwrap().is_empty());
+        assert_eq!(store.checkpoint().unwrap().unwrap().position.usn, 50);
+        let cycles = store.recent_cycles(5).unwrap();
+        assert_eq!(cycles.len(), 2);
+        assert_eq!(cycles[1].outcome, "ok");
+        assert_eq!(cycles[0].outcome, "running");
+    }
+
+    #[test]
+    fn read_only_open_needs_no_lock_and_sees_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Store::open_read_only(dir.path()).unwrap().is_none());
+        let mut writer = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let cycle = writer.begin_cycle("full", now).unwrap();
+        // While the writer holds the lock (and a cycle runs), a reader opens and sees it.
+        let reader = Store::open_read_only(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            reader.connector_state().unwrap(),
+            ConnectorState::Processing
+        );
+        assert_eq!(reader.recent_cycles(1).unwrap()[0].outcome, "running");
+        // And the reader does not stop the writer from committing.
+        writer
+            .commit_batch(cycle, &[sent(1, "a")], &[], now)
+            .unwrap();
+        writer
+            .finish_cycle(Some(&checkpoint(7)), &Leftovers::default(), now)
+            .unwrap();
+        writer.end_cycle(cycle, true, "ok", None, now).unwrap();
+        assert_eq!(reader.checkpoint().unwrap().unwrap().position.usn, 7);
+        // A second writer is still refused while the first holds the lock.
+        assert!(matches!(
+            Store::open(dir.path()).unwrap_err(),
+            StoreError::Locked { .. }
+        ));
+    }
+
+    #[test]
+    fn group_members_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut group = sent(7, "g");
+        group.kind = ObjectKind::Group;
+        group.members = Some(vec!["CN=a,DC=x".into(), "CN=b,DC=x".into()]);
+        store.commit_batch(1, &[group], &[], Utc::now()).unwrap();
+        assert_eq!(
+            store.group_members(&guid(7)).unwrap(),
+            ["CN=a,DC=x", "CN=b,DC=x"]
+        );
+        assert_eq!(store.group_members(&guid(8)).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_checkpoint_from_the_first_schema_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("state.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), dc_host TEXT NOT NULL, invocation_id TEXT NOT NULL, usn INTEGER NOT NULL, last_full_sync TEXT, updated_at TEXT NOT NULL);
+                 INSERT INTO checkpoint VALUES (1, 'dc1', '09090909-0909-0909-0909-090909090909', 12, NULL, '2026-01-01T00:00:00Z');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let cp = store.checkpoint().unwrap().unwrap();
+        assert_eq!(cp.position.usn, 12);
+        assert_eq!(cp.read_at, None);
+    }
+}

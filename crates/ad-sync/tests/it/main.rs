@@ -1,0 +1,5 @@
+//! ad-sync integration tests: the deterministic simulation and engine scenarios.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod platform;
+mod sim;

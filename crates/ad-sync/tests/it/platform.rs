@@ -1,0 +1,250 @@
+//! A fake platform: a sink that holds what a platform would hold after each batch, with
+//! injected faults, and that checks on every delete that the object is really gone.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ad_model::{Guid, ObjectKind};
+use ad_testkit::Directory;
+use asset_sink::{Ack, Batch, Capabilities, Change, CheckReport, Sink, SinkError};
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+/// What the platform does on one `send` call (counted from the start of a cycle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 5xx until the retry budget ran out: nothing applied, error.
+    ServerError,
+    /// 429 with Retry-After: the sink waited and then succeeded.
+    TooManyRequests,
+    /// The request timed out: nothing applied, error after a while.
+    Timeout,
+    /// The platform accepted the batch, then the connection dropped before the answer.
+    AcceptedThenDropped,
+    /// The process dies while this request is on the wire (before the platform applied it).
+    CrashBefore,
+    /// The process dies right after the platform applied this request.
+    CrashAfter,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    /// objectGUID → (kind, content hash) as the platform holds it.
+    objects: HashMap<Guid, (ObjectKind, String)>,
+    /// Records refused with HTTP 400.
+    poison: HashSet<Guid>,
+    /// Faults by call number in the current cycle.
+    faults: HashMap<u64, Fault>,
+    calls: u64,
+    /// Upserts whose content the platform already held (re-sends).
+    duplicates: u64,
+    /// Invariant (b) violations: deletes of objects alive in the directory.
+    false_deletes: Vec<String>,
+    /// Whether any batch was applied in this cycle.
+    applied: u64,
+}
+
+/// The fake platform.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    held: Arc<Mutex<Held>>,
+    directory: Directory,
+    /// Notified when a crash fault fires; the harness drops the cycle.
+    crash: Arc<Mutex<Arc<Notify>>>,
+}
+
+impl Platform {
+    pub fn new(directory: Directory) -> Platform {
+        Platform {
+            held: Arc::default(),
+            directory,
+            crash: Arc::new(Mutex::new(Arc::new(Notify::new()))),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Start a cycle with these faults (by call number, 1-based); `crash` is notified when a
+    /// crash fault fires.
+    pub fn arm(&self, faults: HashMap<u64, Fault>, crash: Arc<Notify>) {
+        *self.crash.lock().unwrap_or_else(PoisonError::into_inner) = crash;
+        let mut held = self.lock();
+        held.faults = faults;
+        held.calls = 0;
+        held.duplicates = 0;
+        held.applied = 0;
+    }
+
+    pub fn set_poison(&self, poison: HashSet<Guid>) {
+        self.lock().poison = poison;
+    }
+
+    pub fn objects(&self) -> HashMap<Guid, (ObjectKind, String)> {
+        self.lock().objects.clone()
+    }
+
+    pub fn duplicates(&self) -> u64 {
+        self.lock().duplicates
+    }
+
+    pub fn false_deletes(&self) -> Vec<String> {
+        self.lock().false_deletes.clone()
+    }
+
+    fn apply(&self, held: &mut Held, batch: &Batch) {
+        held.applied += 1;
+        for change in &batch.changes {
+            match change {
+                Change::UpsertUser(user) => {
+                    let hash = ad_sync::fingerprint::user(user);
+                    let previous = held
+                        .objects
+                        .insert(user.object_guid, (ObjectKind::User, hash.clone()));
+                    if previous.is_some_and(|(_, h)| h == hash) {
+                        held.duplicates += 1;
+                    }
+                }
+                Change::UpsertGroup { group, .. } => {
+                    let hash = ad_sync::fingerprint::group(group);
+                    let previous = held
+                        .objects
+                        .insert(group.object_guid, (ObjectKind::Group, hash.clone()));
+                    if previous.is_some_and(|(_, h)| h == hash) {
+                        held.duplicates += 1;
+                    }
+                }
+                Change::Delete(deletion) => {
+                    let uuid = deletion.object_guid.as_uuid();
+                    if let Some(entry) = self.directory.find_by_guid(&uuid)
+                        && !entry.is_deleted()
+                    {
+                        held.false_deletes.push(format!(
+                            "{} deleted on the platform while alive in the directory at {}",
+                            deletion.object_guid,
+                            entry.dn()
+                        ));
+                    }
+                    held.objects.remove(&deletion.object_guid);
+                }
+            }
+        }
+    }
+}
+
+fn server_error(what: &str) -> SinkError {
+    SinkError::RetriesExhausted {
+        sink: "sim",
+        host: "platform.sim".into(),
+        what: what.into(),
+        attempts: 5,
+        elapsed_secs: 1,
+        last: "HTTP 503".into(),
+    }
+}
+
+#[async_trait]
+impl Sink for Platform {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            standalone_groups: true,
+            deletes: true,
+            needs_affected_users: false,
+        }
+    }
+
+    fn max_batch_size(&self) -> usize {
+        1000
+    }
+
+    async fn check(&self) -> Result<CheckReport, SinkError> {
+        Ok(CheckReport {
+            sink: "sim",
+            target: "platform.sim".into(),
+            items: Vec::new(),
+        })
+    }
+
+    async fn send(&self, batch: &Batch) -> Result<Ack, SinkError> {
+        let fault = {
+            let mut held = self.lock();
+            held.calls += 1;
+            let call = held.calls;
+            held.faults.get(&call).copied()
+        };
+        // Yield like a network round trip would, so batches interleave with reading.
+        tokio::task::yield_now().await;
+        let what = format!("batch {}", batch.id);
+        match fault {
+            Some(Fault::ServerError) => return Err(server_error(&what)),
+            Some(Fault::Timeout) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                return Err(server_error(&what));
+            }
+            Some(Fault::TooManyRequests) => tokio::time::sleep(Duration::from_millis(2)).await,
+            Some(Fault::CrashBefore) => {
+                self.crash
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .notify_one();
+                std::future::pending::<()>().await;
+            }
+            _ => {}
+        }
+        {
+            let mut held = self.lock();
+            let refused = batch
+                .changes
+                .iter()
+                .filter(|c| held.poison.contains(&c.object_guid()))
+                .count();
+            if refused > 0 {
+                return Err(SinkError::Rejected {
+                    sink: "sim",
+                    host: "platform.sim".into(),
+                    status: 400,
+                    message: format!("{refused} records failed validation"),
+                    what,
+                });
+            }
+            self.apply(&mut held, batch);
+        }
+        match fault {
+            Some(Fault::AcceptedThenDropped) => Err(SinkError::Transport {
+                sink: "sim",
+                host: "platform.sim".into(),
+                detail: "connection reset after the request was sent".into(),
+            }),
+            Some(Fault::CrashAfter) => {
+                self.crash
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .notify_one();
+                std::future::pending::<()>().await;
+                unreachable_ack(batch)
+            }
+            _ => Ok(ack(batch)),
+        }
+    }
+}
+
+fn ack(batch: &Batch) -> Ack {
+    Ack {
+        batch_id: batch.id,
+        accepted: batch.changes.len(),
+        not_representable: Vec::new(),
+        items_sent: batch.changes.len(),
+        requests: 1,
+        task_ids: Vec::new(),
+    }
+}
+
+fn unreachable_ack(batch: &Batch) -> Result<Ack, SinkError> {
+    Ok(ack(batch))
+}
