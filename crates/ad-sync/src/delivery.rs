@@ -18,8 +18,10 @@ use std::sync::Arc;
 use asset_sink::{Ack, Batch, Change, Sink, SinkError, SyncInfo};
 use tokio::task::JoinHandle;
 
-use crate::store::SentObject;
+use crate::report::CycleError;
+use crate::store::{SentObject, Store};
 use ad_model::Guid;
+use chrono::Utc;
 
 /// What to record once a change is acknowledged.
 #[derive(Debug, Clone)]
@@ -98,11 +100,17 @@ impl Delivery {
     }
 
     /// Add a change. Returns the settled batches that had to be waited for (back-pressure).
-    pub(crate) async fn push(&mut self, pending: Pending) -> Result<Vec<Settled>, SinkError> {
+    /// `store` and `cycle`: where a batch's objects are marked in doubt before it is sent.
+    pub(crate) async fn push(
+        &mut self,
+        pending: Pending,
+        store: &mut Store,
+        cycle: i64,
+    ) -> Result<Vec<Settled>, CycleError> {
         self.current.push(pending);
         let mut settled = Vec::new();
         if self.current.len() >= self.batch_size {
-            self.dispatch();
+            self.dispatch(store, cycle)?;
             while self.in_flight.len() >= self.concurrency {
                 if let Some(done) = self.settle_oldest().await? {
                     settled.push(done);
@@ -113,8 +121,12 @@ impl Delivery {
     }
 
     /// Send the partial batch and wait for every batch in flight, oldest first.
-    pub(crate) async fn drain(&mut self) -> Result<Vec<Settled>, SinkError> {
-        self.dispatch();
+    pub(crate) async fn drain(
+        &mut self,
+        store: &mut Store,
+        cycle: i64,
+    ) -> Result<Vec<Settled>, CycleError> {
+        self.dispatch(store, cycle)?;
         let mut settled = Vec::new();
         while let Some(done) = self.settle_oldest().await? {
             settled.push(done);
@@ -122,10 +134,19 @@ impl Delivery {
         Ok(settled)
     }
 
-    fn dispatch(&mut self) {
+    fn dispatch(&mut self, store: &mut Store, cycle: i64) -> Result<(), CycleError> {
         if self.current.is_empty() {
-            return;
+            return Ok(());
         }
+        let objects: Vec<&SentObject> = self
+            .current
+            .iter()
+            .filter_map(|p| match &p.record {
+                Record::Upsert(object) => Some(object),
+                Record::Delete(_) => None,
+            })
+            .collect();
+        store.mark_in_doubt(cycle, &objects, Utc::now())?;
         let pending = std::mem::take(&mut self.current);
         self.next_id += 1;
         let id = self.next_id;
@@ -135,21 +156,22 @@ impl Delivery {
             .push_back(AbortOnDrop(tokio::spawn(async move {
                 send_isolating(sink.as_ref(), sync, id, pending).await
             })));
+        Ok(())
     }
 
-    async fn settle_oldest(&mut self) -> Result<Option<Settled>, SinkError> {
+    async fn settle_oldest(&mut self) -> Result<Option<Settled>, CycleError> {
         let Some(mut task) = self.in_flight.pop_front() else {
             return Ok(None);
         };
         match (&mut task.0).await {
-            Ok(result) => result.map(Some),
-            Err(join) => Err(SinkError::Transport {
+            Ok(result) => Ok(Some(result?)),
+            Err(join) => Err(CycleError::Sink(SinkError::Transport {
                 sink: self.sink.name(),
                 host: String::new(),
                 detail: format!(
                     "the delivery task ended abnormally ({join}); nothing of its batch is recorded"
                 ),
-            }),
+            })),
         }
     }
 }

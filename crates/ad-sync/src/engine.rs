@@ -202,6 +202,15 @@ async fn open_run(
     Ok((run, SyncMode::Full, reason))
 }
 
+/// What an object read says about the groups that list it.
+struct Linked<'a> {
+    usn: Option<u64>,
+    member_of: &'a [String],
+}
+
+/// Rounds of link re-reads per cycle (a group changed while it was re-read adds a round).
+const LINK_ROUNDS: usize = 4;
+
 /// Objects read by a full sync are marked in the store in chunks of this many.
 const MARK_CHUNK: usize = 5000;
 
@@ -217,6 +226,9 @@ struct Cycle<'e> {
     mode: SyncMode,
     stored: Option<StoredCheckpoint>,
     read_at: DateTime<Utc>,
+    /// highestCommittedUSN when this cycle started reading: an object with a higher
+    /// uSNChanged changed while the cycle was reading.
+    h0: u64,
     report: CycleReport,
     /// Full sync: objects read and not yet marked in the store.
     unmarked: Vec<Guid>,
@@ -227,7 +239,8 @@ struct Cycle<'e> {
     /// Delta: changed groups held until the end of the read, with the DNs (lower case) of the
     /// members whose group list they change (AD does not touch a member's uSNChanged when
     /// only its memberships change).
-    held_groups: Vec<(Group, String, BTreeSet<String>)>,
+    /// The hash is `None` for a group that is not sent again (unchanged).
+    held_groups: Vec<(Group, Option<String>, BTreeSet<String>)>,
     /// Delta: groups (DN) to re-read because a member was renamed, moved or deleted (their
     /// member lists changed; AD does not touch their uSNChanged either).
     reread: BTreeSet<String>,
@@ -272,6 +285,7 @@ impl<'e> Cycle<'e> {
             mode,
             stored,
             read_at,
+            h0: 0,
             report: CycleReport {
                 mode: mode_name(mode),
                 ..CycleReport::default()
@@ -298,6 +312,7 @@ impl<'e> Cycle<'e> {
         request: CycleRequest,
     ) -> Result<CycleReport, CycleError> {
         // 1. The directory's changes (or everything).
+        self.h0 = run.root_dse.highest_committed_usn;
         while let Some(event) = run.next_event().await {
             self.event(event).await?;
         }
@@ -313,12 +328,12 @@ impl<'e> Cycle<'e> {
         self.flush_marks()?;
 
         // 4. Every upsert acknowledged before any delete is decided or sent.
-        let settled = self.delivery.drain().await?;
+        let settled = self.delivery.drain(self.store, self.id).await?;
         self.record(settled)?;
 
         // 5. Deletes: tombstones (delta), or what a complete full read did not return.
         let withheld = self.deletes(request).await?;
-        let settled = self.delivery.drain().await?;
+        let settled = self.delivery.drain(self.store, self.id).await?;
         self.record(settled)?;
 
         // 6. The checkpoint, with what this cycle left behind.
@@ -350,7 +365,12 @@ impl<'e> Cycle<'e> {
     /// Note that an object was read: a full sync never deletes it, a delta does not re-read
     /// it. In a delta, an object whose DN changed changes the member lists of the groups that
     /// list its old DN: they are re-read.
-    fn note_read(&mut self, guid: Guid, dn: &str) -> Result<(), CycleError> {
+    fn note_read(
+        &mut self,
+        guid: Guid,
+        dn: &str,
+        linked: Option<Linked<'_>>,
+    ) -> Result<(), CycleError> {
         if self.full() {
             self.unmarked.push(guid);
             if self.unmarked.len() >= MARK_CHUNK {
@@ -361,10 +381,24 @@ impl<'e> Cycle<'e> {
             self.read_dns.insert(dn.to_ascii_lowercase());
         }
         // A full sync too: a group read before a member moved still lists the old DN.
+        let mut groups = Vec::new();
         if let Some(row) = self.store.object(&guid)?
             && !row.dn.eq_ignore_ascii_case(dn)
         {
-            let groups = self.store.groups_listing(&row.dn)?;
+            groups = self.store.groups_listing(&row.dn)?;
+            self.store.update_dn(&guid, dn)?;
+            if let Some(linked) = &linked {
+                groups.extend(linked.member_of.iter().cloned());
+            }
+        }
+        // Changed while this cycle was reading (a rename or move included): the groups that
+        // list it may have been read before, with a DN it no longer has.
+        if let Some(linked) = &linked
+            && linked.usn.is_some_and(|usn| usn > self.h0)
+        {
+            groups.extend(linked.member_of.iter().cloned());
+        }
+        if !groups.is_empty() {
             self.store.add_reread(&groups)?;
             self.reread.extend(groups);
         }
@@ -384,7 +418,14 @@ impl<'e> Cycle<'e> {
         self.observer.object_read(ObjectKind::User);
         note_warnings(&mut self.report, &decoded.record.dn, &decoded.warnings);
         let user = decoded.record;
-        self.note_read(user.object_guid, &user.dn)?;
+        self.note_read(
+            user.object_guid,
+            &user.dn,
+            Some(Linked {
+                usn: user.usn_changed,
+                member_of: &user.member_of,
+            }),
+        )?;
         let hash = fingerprint::user(&user);
         if self.store.stored_hash(&user.object_guid)?.as_deref() == Some(hash.as_str()) {
             self.report.unchanged += 1;
@@ -415,10 +456,35 @@ impl<'e> Cycle<'e> {
         self.observer.object_read(ObjectKind::Group);
         note_warnings(&mut self.report, &decoded.record.dn, &decoded.warnings);
         let group = decoded.record;
-        self.note_read(group.object_guid, &group.dn)?;
+        self.note_read(
+            group.object_guid,
+            &group.dn,
+            Some(Linked {
+                usn: group.usn_changed,
+                member_of: &group.member_of,
+            }),
+        )?;
+        if group.usn_changed.is_some_and(|usn| usn > self.h0) {
+            // Changed while this cycle was reading: members read before the change carry
+            // their old group list. Re-read those whose membership differs from what was sent.
+            let previous = self.store.group_members(&group.object_guid)?;
+            let affected = member_difference(&previous, &group.members, false);
+            let affected: Vec<String> = affected.into_iter().collect();
+            self.store.add_reread(&affected)?;
+            self.reread.extend(affected);
+        }
         let hash = fingerprint::group(&group);
         if self.store.stored_hash(&group.object_guid)?.as_deref() == Some(hash.as_str()) {
             self.report.unchanged += 1;
+            if hold && !self.full() {
+                // In the delta window yet already sent as it is: the previous cycle read it
+                // after this change, so members it read before the change may carry their
+                // old group list. Re-read them all (durably noted first).
+                let members = group.members.clone();
+                self.store.add_reread(&members)?;
+                self.held_groups
+                    .push((group, None, members.into_iter().collect()));
+            }
             return Ok(());
         }
         if hold && !self.full() {
@@ -429,32 +495,12 @@ impl<'e> Cycle<'e> {
                 .store
                 .object(&group.object_guid)?
                 .is_some_and(|row| !row.dn.eq_ignore_ascii_case(&group.dn));
-            // Compared without case, kept as written (some servers match DNs exactly).
-            let before: HashMap<String, &String> = previous
-                .iter()
-                .map(|dn| (dn.to_ascii_lowercase(), dn))
-                .collect();
-            let after: HashMap<String, &String> = group
-                .members
-                .iter()
-                .map(|dn| (dn.to_ascii_lowercase(), dn))
-                .collect();
-            let mut affected: BTreeSet<String> = BTreeSet::new();
-            for (key, dn) in &after {
-                if renamed || !before.contains_key(key) {
-                    affected.insert((*dn).clone());
-                }
-            }
-            for (key, dn) in &before {
-                if renamed || !after.contains_key(key) {
-                    affected.insert((*dn).clone());
-                }
-            }
+            let affected = member_difference(&previous, &group.members, renamed);
             // Durable before the group's new member list can be acknowledged: a crash after
             // that must not lose the members' new group lists.
             self.store
                 .add_reread(&affected.iter().cloned().collect::<Vec<_>>())?;
-            self.held_groups.push((group, hash, affected));
+            self.held_groups.push((group, Some(hash), affected));
             return Ok(());
         }
         let record = group_record(&group, hash);
@@ -476,7 +522,7 @@ impl<'e> Cycle<'e> {
     ) -> Result<(), CycleError> {
         tracing::warn!(dn = %dn, "entry skipped (it will be read again next cycle): {reason}");
         if let Some(guid) = guid {
-            self.note_read(guid, &dn)?;
+            self.note_read(guid, &dn, None)?;
         } else if self.full() && self.store.mark_read_dn(self.id, &dn)? == 0 {
             // Unreadable and unknown by DN: if it is a tracked object that moved, a delete
             // computed now would remove a live account. Deletes are withheld below.
@@ -615,49 +661,64 @@ impl<'e> Cycle<'e> {
         self.store.add_reread(&listing)?;
         listing.extend(self.store.rereads()?);
         self.reread.extend(listing);
+        // A re-read group that changed during this cycle adds its members to re-read, and
+        // so on; a few rounds settle what changes while we read.
+        for _ in 0..LINK_ROUNDS {
+            if self.reread.is_empty() && self.held_groups.is_empty() {
+                break;
+            }
+            self.linked_round().await?;
+        }
+        Ok(())
+    }
+
+    async fn linked_round(&mut self) -> Result<(), CycleError> {
         let held = std::mem::take(&mut self.held_groups);
         let mut wanted: BTreeSet<String> = held
             .iter()
             .flat_map(|(_, _, affected)| affected.iter().cloned())
             .collect();
         wanted.extend(std::mem::take(&mut self.reread));
+        // Not filtered by what this cycle already read: an object read before the change
+        // that makes it worth re-reading is stale. Re-reading costs a search; a re-read object
+        // equal to what was sent is not sent again (compared after the drain below).
         let mut seen = HashSet::new();
         let wanted: Vec<String> = wanted
             .into_iter()
-            .filter(|dn| {
-                let key = dn.to_ascii_lowercase();
-                !self.read_dns.contains(&key) && seen.insert(key)
-            })
+            .filter(|dn| seen.insert(dn.to_ascii_lowercase()))
             .collect();
         let events = if wanted.is_empty() {
             Vec::new()
         } else {
             // What this cycle sent so far is acknowledged first, so a re-read object whose
             // new content was already sent compares equal and is not sent twice.
-            let settled = self.delivery.drain().await?;
+            let settled = self.delivery.drain(self.store, self.id).await?;
             self.record(settled)?;
             self.source.read_objects(&wanted).await?
         };
-        let mut affected_users: HashMap<String, User> = HashMap::new();
-        for event in events {
-            match event {
-                SourceEvent::User(decoded) if self.capabilities.needs_affected_users => {
-                    affected_users.insert(decoded.record.dn.to_ascii_lowercase(), decoded.record);
-                }
-                SourceEvent::User(decoded) => self.user(decoded).await?,
-                SourceEvent::Group(decoded) => self.group_as(decoded, false).await?,
-                other => self.event(other).await?,
-            }
-        }
+        let affected_users: HashMap<String, User> = if self.capabilities.needs_affected_users {
+            events
+                .iter()
+                .filter_map(|event| match event {
+                    SourceEvent::User(d) => {
+                        Some((d.record.dn.to_ascii_lowercase(), d.record.clone()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        // The held groups first, acknowledged before the re-read objects are compared: a
+        // group both changed and re-read is then sent once.
         for (group, hash, affected) in held {
-            let users: Vec<User> = if self.capabilities.needs_affected_users {
-                affected
-                    .iter()
-                    .filter_map(|dn| affected_users.get(&dn.to_ascii_lowercase()).cloned())
-                    .collect()
-            } else {
-                Vec::new()
+            let Some(hash) = hash else {
+                continue;
             };
+            let users: Vec<User> = affected
+                .iter()
+                .filter_map(|dn| affected_users.get(&dn.to_ascii_lowercase()).cloned())
+                .collect();
             let record = group_record(&group, hash);
             self.push(Pending {
                 change: Change::UpsertGroup {
@@ -668,11 +729,22 @@ impl<'e> Cycle<'e> {
             })
             .await?;
         }
+        let settled = self.delivery.drain(self.store, self.id).await?;
+        self.record(settled)?;
+        for event in events {
+            match event {
+                // Sekoia-like sinks got them inside the group changes.
+                SourceEvent::User(_) if self.capabilities.needs_affected_users => {}
+                SourceEvent::User(decoded) => self.user(decoded).await?,
+                SourceEvent::Group(decoded) => self.group_as(decoded, false).await?,
+                other => self.event(other).await?,
+            }
+        }
         Ok(())
     }
 
     async fn push(&mut self, pending: Pending) -> Result<(), CycleError> {
-        let settled = self.delivery.push(pending).await?;
+        let settled = self.delivery.push(pending, self.store, self.id).await?;
         self.record(settled)
     }
 
@@ -816,6 +888,19 @@ impl<'e> Cycle<'e> {
             self.report.withheld_reason = Some(reason);
             return Ok(Some(withheld_rows(&candidates, self.id)));
         }
+        // Groups that listed an object about to be deleted have a new member list, without a
+        // uSNChanged of their own: re-read them first (durably noted, in case of a crash).
+        let mut listing = Vec::new();
+        for row in &candidates {
+            listing.extend(self.store.groups_listing(&row.dn)?);
+        }
+        if !listing.is_empty() {
+            self.store.add_reread(&listing)?;
+            self.reread.extend(listing);
+            self.linked().await?;
+            let settled = self.delivery.drain(self.store, self.id).await?;
+            self.record(settled)?;
+        }
         for row in candidates {
             let deletion = Deletion {
                 object_guid: row.guid,
@@ -867,6 +952,25 @@ impl<'e> Cycle<'e> {
         };
         Ok(self.report)
     }
+}
+
+/// Members added or removed between two member lists (all of both when `all`), compared
+/// without case and kept as written (some servers match DNs exactly).
+fn member_difference(before: &[String], after: &[String], all: bool) -> BTreeSet<String> {
+    let before_keys: HashSet<String> = before.iter().map(|dn| dn.to_ascii_lowercase()).collect();
+    let after_keys: HashSet<String> = after.iter().map(|dn| dn.to_ascii_lowercase()).collect();
+    let mut affected = BTreeSet::new();
+    for dn in after {
+        if all || !before_keys.contains(&dn.to_ascii_lowercase()) {
+            affected.insert(dn.clone());
+        }
+    }
+    for dn in before {
+        if all || !after_keys.contains(&dn.to_ascii_lowercase()) {
+            affected.insert(dn.clone());
+        }
+    }
+    affected
 }
 
 fn group_record(group: &Group, hash: String) -> Record {

@@ -303,6 +303,7 @@ CREATE TABLE IF NOT EXISTS skipped (
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("checkpoint", "read_at", "TEXT"),
     ("cycles", "report", "TEXT"),
+    ("objects", "in_doubt", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 impl Store {
@@ -402,6 +403,26 @@ impl Store {
         // A writer may hold the database for a moment while it commits: wait, do not fail.
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(&db)?;
+        // A writer that is creating the database right now has not written its first rows:
+        // that is "no state yet", not an error.
+        let ready: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&db)?;
+        let ready = ready
+            && conn
+                .query_row(
+                    "SELECT COUNT(*) > 0 FROM meta WHERE key = 'state'",
+                    [],
+                    |r| r.get::<_, bool>(0),
+                )
+                .map_err(&db)?;
+        if !ready {
+            return Ok(None);
+        }
         Ok(Some(Store {
             conn,
             path,
@@ -594,7 +615,7 @@ impl Store {
     pub fn stored_hash(&self, guid: &Guid) -> Result<Option<String>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT hash FROM objects WHERE guid = ?1")
+            .prepare_cached("SELECT hash FROM objects WHERE guid = ?1 AND in_doubt = 0")
             .map_err(self.db())?;
         stmt.query_row([guid.to_string()], |r| r.get(0))
             .optional()
@@ -677,6 +698,18 @@ impl Store {
         tx.commit().map_err(&db)
     }
 
+    /// Record an object's new DN (a rename or move seen in the directory) without touching
+    /// what the platform acknowledged: links are tracked by the directory's DN.
+    pub fn update_dn(&mut self, guid: &Guid, dn: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE objects SET dn = ?2 WHERE guid = ?1",
+                params![guid.to_string(), dn],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
     /// DNs left to re-read by a cycle that did not finish.
     pub fn rereads(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self
@@ -733,6 +766,43 @@ impl Store {
             .map_err(self.db())
     }
 
+    /// Mark objects "in doubt" *before* their upserts are sent, in one transaction: until
+    /// the acknowledgement is recorded nobody knows which version the platform holds (it
+    /// may accept a request whose answer is lost). An in-doubt object compares unequal to
+    /// anything read, so the next cycle sends it again; a new object is tracked from here
+    /// on, so a later tombstone or full sync still sends its delete.
+    pub fn mark_in_doubt(
+        &mut self,
+        cycle: i64,
+        objects: &[&SentObject],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = db_err(&path);
+        let tx = self.conn.transaction().map_err(&db)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO objects (guid, kind, sid, dn, hash, last_sent, seen_cycle, members, in_doubt)
+                     VALUES (?1, ?2, ?3, ?4, '', ?5, ?6, NULL, 1)
+                     ON CONFLICT (guid) DO UPDATE SET in_doubt = 1",
+                )
+                .map_err(&db)?;
+            for object in objects {
+                stmt.execute(params![
+                    object.guid.to_string(),
+                    object.kind.as_str(),
+                    object.sid.map(|s| s.to_string()),
+                    object.dn,
+                    now.to_rfc3339(),
+                    cycle,
+                ])
+                .map_err(&db)?;
+            }
+        }
+        tx.commit().map_err(&db)
+    }
+
     /// Record one acknowledged batch in one transaction: the upserts' new hashes (and, for
     /// groups, members) and the deletes.
     pub fn commit_batch(
@@ -748,10 +818,10 @@ impl Store {
         {
             let mut upsert = tx
                 .prepare_cached(
-                    "INSERT INTO objects (guid, kind, sid, dn, hash, last_sent, seen_cycle, members)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                    "INSERT INTO objects (guid, kind, sid, dn, hash, last_sent, seen_cycle, members, in_doubt)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)
                      ON CONFLICT (guid) DO UPDATE SET kind = ?2, sid = ?3, dn = ?4, hash = ?5,
-                        last_sent = ?6, seen_cycle = MAX(seen_cycle, ?7), members = ?8",
+                        last_sent = ?6, seen_cycle = MAX(seen_cycle, ?7), members = ?8, in_doubt = 0",
                 )
                 .map_err(&db)?;
             for object in sent {
@@ -919,7 +989,7 @@ impl Store {
         let n: i64 = self
             .conn
             .query_row(
-                "SELECT COUNT(*) FROM objects WHERE kind = ?1",
+                "SELECT COUNT(*) FROM objects WHERE kind = ?1 AND hash <> ''",
                 [kind.as_str()],
                 |r| r.get(0),
             )

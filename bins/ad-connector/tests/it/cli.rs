@@ -74,9 +74,30 @@ fn demo_full_then_delta_into_jsonl() {
         .filter(|l| l["op"] == "upsert" && l["kind"] == "group")
         .count();
     let deletes = delta.iter().filter(|l| l["op"] == "delete").count();
+    // Groups: the one the new user joined, and those that listed the deleted user (their
+    // member lists changed, though AD does not bump their uSNChanged for it).
+    let deleted_dn = delta
+        .iter()
+        .find(|l| l["op"] == "delete")
+        .and_then(|l| l["record"]["dn"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let listing = lines
+        .iter()
+        .filter(|l| l["sync"]["mode"] == "full" && l["kind"] == "group")
+        .filter(|l| {
+            l["record"]["members"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|dn| dn.as_str() == Some(deleted_dn.as_str())))
+        })
+        .count();
+    assert!(
+        listing > 0,
+        "the deleted user was in no group: {deleted_dn}"
+    );
     assert_eq!(
         (upsert_users, upsert_groups, deletes),
-        (4, 1, 1),
+        (4, 1 + listing, 1),
         "{delta:#?}"
     );
     let full = lines.len() - delta.len();

@@ -242,8 +242,33 @@ fn samba_lab_test_full_then_exact_delta() {
     );
     assert_eq!(new.iter().filter(|l| l["op"] == "delete").count(), 0);
 
-    // ...and the full sync finds the deleted user missing and deletes it, sending nothing else.
-    let full = run(&config, &["sync", "--full"]);
+    // ...and the full sync finds the deleted user missing. One of this small scope's 8
+    // objects is 12.5%, above the delete guard's 10%: the delete is withheld (exit 4), said
+    // in a sentence and listed by `status`, until confirmed.
+    let guarded = run(&config, &["sync", "--full"]);
+    assert_eq!(guarded.status.code(), Some(4), "{}", text(&guarded));
+    assert!(
+        String::from_utf8_lossy(&guarded.stdout).contains("1 deletes withheld"),
+        "{}",
+        text(&guarded)
+    );
+    assert_eq!(outbox_lines(&dir.path().join("outbox.jsonl")).len(), 11);
+    let status = run(&config, &["status", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let withheld = value["withheld_deletes"].as_array().unwrap();
+    assert_eq!(withheld.len(), 1, "{value:#}");
+    assert!(
+        withheld[0]["dn"]
+            .as_str()
+            .unwrap()
+            .starts_with("CN=delta User 5,")
+    );
+    // A wrong count releases nothing.
+    let wrong = run(&config, &["sync", "--full", "--confirm-deletes", "2"]);
+    assert_eq!(wrong.status.code(), Some(4), "{}", text(&wrong));
+    assert_eq!(outbox_lines(&dir.path().join("outbox.jsonl")).len(), 11);
+    // The exact count sends the delete, and nothing else.
+    let full = run(&config, &["sync", "--full", "--confirm-deletes", "1"]);
     assert!(full.status.success(), "{}", text(&full));
     let lines = outbox_lines(&dir.path().join("outbox.jsonl"));
     let new: Vec<&serde_json::Value> = lines[11..].iter().collect();
@@ -261,6 +286,7 @@ fn samba_lab_test_full_then_exact_delta() {
     let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(value["state"], "Processed");
     assert_eq!(value["tracked"]["users"], 6);
+    assert!(value["withheld_deletes"].as_array().unwrap().is_empty());
 }
 
 /// A loopback Sekoia endpoint that records what it accepted.

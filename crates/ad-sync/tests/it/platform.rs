@@ -32,6 +32,8 @@ pub enum Fault {
 struct Held {
     /// objectGUID → (kind, content hash) as the platform holds it.
     objects: HashMap<Guid, (ObjectKind, String)>,
+    /// objectGUID → the record as last upserted (JSON), to explain a mismatch.
+    records: HashMap<Guid, serde_json::Value>,
     /// Records refused with HTTP 400.
     poison: HashSet<Guid>,
     /// Faults by call number in the current cycle.
@@ -39,6 +41,7 @@ struct Held {
     calls: u64,
     /// Upserts whose content the platform already held (re-sends).
     duplicates: u64,
+    duplicate_dns: Vec<String>,
     /// Invariant (b) violations: deletes of objects alive in the directory.
     false_deletes: Vec<String>,
     /// Whether any batch was applied in this cycle.
@@ -75,6 +78,7 @@ impl Platform {
         held.faults = faults;
         held.calls = 0;
         held.duplicates = 0;
+        held.duplicate_dns.clear();
         held.applied = 0;
     }
 
@@ -86,8 +90,13 @@ impl Platform {
         self.lock().objects.clone()
     }
 
-    pub fn duplicates(&self) -> u64 {
-        self.lock().duplicates
+    pub fn record(&self, guid: &Guid) -> Option<serde_json::Value> {
+        self.lock().records.get(guid).cloned()
+    }
+
+    pub fn duplicates(&self) -> (u64, Vec<String>) {
+        let held = self.lock();
+        (held.duplicates, held.duplicate_dns.clone())
     }
 
     pub fn false_deletes(&self) -> Vec<String> {
@@ -99,21 +108,31 @@ impl Platform {
         for change in &batch.changes {
             match change {
                 Change::UpsertUser(user) => {
+                    held.records.insert(
+                        user.object_guid,
+                        serde_json::to_value(user).unwrap_or_default(),
+                    );
                     let hash = ad_sync::fingerprint::user(user);
                     let previous = held
                         .objects
                         .insert(user.object_guid, (ObjectKind::User, hash.clone()));
                     if previous.is_some_and(|(_, h)| h == hash) {
                         held.duplicates += 1;
+                        held.duplicate_dns.push(user.dn.clone());
                     }
                 }
                 Change::UpsertGroup { group, .. } => {
+                    held.records.insert(
+                        group.object_guid,
+                        serde_json::to_value(group).unwrap_or_default(),
+                    );
                     let hash = ad_sync::fingerprint::group(group);
                     let previous = held
                         .objects
                         .insert(group.object_guid, (ObjectKind::Group, hash.clone()));
                     if previous.is_some_and(|(_, h)| h == hash) {
                         held.duplicates += 1;
+                        held.duplicate_dns.push(group.dn.clone());
                     }
                 }
                 Change::Delete(deletion) => {

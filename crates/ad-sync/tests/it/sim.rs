@@ -202,6 +202,25 @@ impl Sim {
         Some(candidates[i].clone())
     }
 
+    /// The fields where the platform's record differs from the directory's.
+    fn difference(&self, guid: &Guid, expected: &serde_json::Value) -> String {
+        let Some(held) = self.platform.record(guid) else {
+            return String::new();
+        };
+        let mut out = String::new();
+        if let (Some(a), Some(b)) = (held.as_object(), expected.as_object()) {
+            for (key, value) in b {
+                if a.get(key) != Some(value) && !key.starts_with("usn") && key != "when_changed" {
+                    out.push_str(&format!(
+                        "\n    {key}: platform {} / directory {value}",
+                        a.get(key).cloned().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     fn is_referenced(&self, dn: &str) -> bool {
         self.directory.get(dn).is_some_and(|e| {
             !e.strs("directReports").is_empty() || !e.strs("managedObjects").is_empty()
@@ -377,7 +396,7 @@ impl Sim {
     }
 
     /// The directory as a fresh, fault-free read sees it: GUID → (hash, uSNChanged, DN).
-    async fn expected(&self) -> HashMap<Guid, (String, u64, String)> {
+    async fn expected(&self) -> HashMap<Guid, (String, u64, String, serde_json::Value)> {
         let source = source_for(&self.dcs[0], &self.directory);
         let mut run = source.full_snapshot().await.unwrap();
         let mut out = HashMap::new();
@@ -385,23 +404,27 @@ impl Sim {
             match event {
                 SourceEvent::User(d) => {
                     let u = d.record;
+                    let json = serde_json::to_value(&u).unwrap();
                     out.insert(
                         u.object_guid,
                         (
                             ad_sync::fingerprint::user(&u),
                             u.usn_changed.unwrap_or(0),
                             u.dn,
+                            json,
                         ),
                     );
                 }
                 SourceEvent::Group(d) => {
                     let g = d.record;
+                    let json = serde_json::to_value(&g).unwrap();
                     out.insert(
                         g.object_guid,
                         (
                             ad_sync::fingerprint::group(&g),
                             g.usn_changed.unwrap_or(0),
                             g.dn,
+                            json,
                         ),
                     );
                 }
@@ -552,7 +575,7 @@ impl Sim {
         if !false_deletes.is_empty() {
             self.fail("(b) no live object deleted", &false_deletes.join("; "));
         }
-        let duplicates = self.platform.duplicates();
+        let (duplicates, duplicate_dns) = self.platform.duplicates();
         let allowed = if self.unclean {
             (self.batch_size * self.concurrency) as u64
         } else {
@@ -561,7 +584,9 @@ impl Sim {
         if duplicates > allowed {
             self.fail(
                 "(e) bounded re-sends",
-                &format!("{duplicates} re-sent records, at most {allowed} allowed"),
+                &format!(
+                    "{duplicates} re-sent records, at most {allowed} allowed: {duplicate_dns:?}"
+                ),
             );
         }
         self.unclean = !matches!(outcome, Outcome::Done(_));
@@ -586,11 +611,24 @@ impl Sim {
         let expected = self.expected().await;
         let held = self.platform.objects();
         let malformed_guid = self.malformed.as_deref().and_then(|dn| self.guid_of(dn));
+        // Groups listing the unreadable entry: its rename or move cannot be seen either.
+        let listing_malformed: HashSet<String> = match &self.malformed {
+            Some(bad) => self
+                .directory
+                .find("(objectClass=group)")
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.strs("member").iter().any(|m| m.eq_ignore_ascii_case(bad)))
+                .map(|e| e.dn().to_ascii_lowercase())
+                .collect(),
+            None => HashSet::new(),
+        };
         let excused = |guid: &Guid, dn: &str| {
             quarantined.contains(guid)
                 || self.poison.contains(guid)
                 || Some(*guid) == malformed_guid
                 || skipped.contains(&dn.to_ascii_lowercase())
+                || listing_malformed.contains(&dn.to_ascii_lowercase())
         };
         // (c) Everything changed before the checkpoint's USN is on the platform as it is now.
         // Not after a cycle during which the directory changed: a membership change carries
@@ -600,7 +638,7 @@ impl Sim {
             && report.checkpoint_held.is_none()
             && !self.concurrent
         {
-            for (guid, (hash, usn, dn)) in &expected {
+            for (guid, (hash, usn, dn, json)) in &expected {
                 if *usn <= cp.position.usn
                     && !excused(guid, dn)
                     && held.get(guid).map(|(_, h)| h) != Some(hash)
@@ -608,13 +646,14 @@ impl Sim {
                     self.fail(
                         "(c) checkpoint passes only delivered changes",
                         &format!(
-                            "{dn} (uSNChanged {usn} <= checkpoint {}) is {} on the platform",
+                            "{dn} (uSNChanged {usn} <= checkpoint {}) is {} on the platform{}",
                             cp.position.usn,
                             if held.contains_key(guid) {
                                 "stale"
                             } else {
                                 "missing"
-                            }
+                            },
+                            self.difference(guid, json)
                         ),
                     );
                 }
@@ -624,13 +663,16 @@ impl Sim {
             return;
         }
         // (a) The platform equals the directory.
-        for (guid, (hash, _, dn)) in &expected {
+        for (guid, (hash, _, dn, json)) in &expected {
             if excused(guid, dn) {
                 continue;
             }
             match held.get(guid) {
                 Some((_, h)) if h == hash => {}
-                Some(_) => self.fail("(a) platform = directory", &format!("{dn} is stale")),
+                Some(_) => self.fail(
+                    "(a) platform = directory",
+                    &format!("{dn} is stale{}", self.difference(guid, json)),
+                ),
                 None => self.fail("(a) platform = directory", &format!("{dn} is missing")),
             }
         }
