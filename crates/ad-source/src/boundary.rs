@@ -41,6 +41,9 @@ pub struct TimeBoundary {
     /// Sentences about what this read could not see (unreadable password policies, a search
     /// that ended early, a user that could not be read).
     pub notes: Vec<String>,
+    /// The search may have missed users (a page without the paged-results control, or a
+    /// size/time/admin limit): whoever stores a time window must not move past it.
+    pub truncated: bool,
 }
 
 /// `userAccountControl` DONT_EXPIRE_PASSWORD.
@@ -211,6 +214,7 @@ async fn boundary_in(
         return Ok(TimeBoundary {
             users: Vec::new(),
             notes,
+            truncated: false,
         });
     };
     tracing::debug!(%filter, "time boundary search");
@@ -260,8 +264,13 @@ async fn boundary_in(
         let why = format!("a user's msDS-ResultantPSO names {pso}, which the account cannot read");
         notes.push(pso_note(session, &why));
     }
+    let truncated = truncation(&session.counters).truncated();
     notes.extend(truncation(&session.counters).incomplete_reasons());
-    Ok(TimeBoundary { users, notes })
+    Ok(TimeBoundary {
+        users,
+        notes,
+        truncated,
+    })
 }
 
 fn text(entry: &RawEntry, attribute: &str) -> Option<String> {

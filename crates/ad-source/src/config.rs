@@ -101,6 +101,10 @@ pub struct SourceConfig {
     /// again), with exponential backoff. Default 5; 0 disables reconnecting.
     #[serde(default = "default_max_reconnects")]
     pub max_reconnects: u32,
+    /// Delay before the first reconnect attempt, doubled for each further attempt (capped
+    /// at 10 s). Default 200 ms.
+    #[serde(default = "default_reconnect_backoff_ms")]
+    pub reconnect_backoff_ms: u64,
 }
 
 fn default_true() -> bool {
@@ -123,6 +127,9 @@ fn default_operation_timeout() -> u64 {
 }
 fn default_max_reconnects() -> u32 {
     5
+}
+fn default_reconnect_backoff_ms() -> u64 {
+    200
 }
 
 /// How the connection is protected, derived from `url`, `starttls` and `allow_plain_ldap`.
@@ -166,6 +173,7 @@ impl SourceConfig {
             connect_timeout_secs: default_connect_timeout(),
             operation_timeout_secs: default_operation_timeout(),
             max_reconnects: default_max_reconnects(),
+            reconnect_backoff_ms: default_reconnect_backoff_ms(),
         }
     }
 

@@ -96,8 +96,7 @@ fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 { one } else { many }
 }
 
-/// Base delay between reconnect attempts (doubles per attempt, capped at 10 s).
-const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// Longest delay between reconnect attempts (the first is `reconnect_backoff_ms`, doubling).
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// One bound connection plus what is needed to replace it.
@@ -139,7 +138,7 @@ impl Session {
                         ) =>
                 {
                     attempt += 1;
-                    let delay = BACKOFF_BASE
+                    let delay = Duration::from_millis(config.reconnect_backoff_ms)
                         .saturating_mul(1u32 << (attempt - 1).min(10))
                         .min(BACKOFF_MAX);
                     tracing::warn!(error = %e, attempt, "retrying the first connection");
@@ -196,7 +195,7 @@ impl Session {
                     last: last.to_string(),
                 });
             }
-            let delay = BACKOFF_BASE
+            let delay = Duration::from_millis(self.config.reconnect_backoff_ms)
                 .saturating_mul(1u32 << (attempt - 1).min(10))
                 .min(BACKOFF_MAX);
             tracing::warn!(

@@ -157,6 +157,15 @@ impl Engine {
     }
 }
 
+/// What a cycle reads, as stored with its checkpoint.
+fn scope_of(source: &Source) -> String {
+    let config = source.config();
+    format!(
+        "base_dn={:?}; scope={:?}; user_filter={}; group_filter={}",
+        config.base_dn, config.scope, config.user_filter, config.group_filter
+    )
+}
+
 fn mode_name(mode: SyncMode) -> &'static str {
     match mode {
         SyncMode::Full => "full",
@@ -174,6 +183,9 @@ async fn open_run(
     let reason = match stored {
         _ if request.force_full => Some("a full sync was requested".to_owned()),
         None => Some("there is no checkpoint yet (first run)".to_owned()),
+        Some(cp) if cp.scope.as_ref().is_some_and(|s| *s != scope_of(source)) => Some(
+            "the directory scope (base_dn, scope or a filter) changed since the last cycle, so a delta would miss objects that came into scope".to_owned(),
+        ),
         Some(cp) => match cp.last_full_sync {
             None => Some("no full sync was recorded yet".to_owned()),
             Some(at)
@@ -569,9 +581,16 @@ impl<'e> Cycle<'e> {
             self.report.incomplete_read.push(reason);
         }
         if summary.truncated() {
-            self.report.checkpoint_held = Some(
-                "the checkpoint was kept where it was because entries may be missing from this read; the next cycle reads the same changes again".to_owned(),
-            );
+            self.hold_checkpoint("entries may be missing from this read");
+        }
+    }
+
+    /// Keep the checkpoint (and the time window) where it was, saying why.
+    fn hold_checkpoint(&mut self, why: &str) {
+        if self.report.checkpoint_held.is_none() {
+            self.report.checkpoint_held = Some(format!(
+                "the checkpoint was kept where it was because {why}; the next cycle reads the same changes again"
+            ));
         }
     }
 
@@ -581,6 +600,11 @@ impl<'e> Cycle<'e> {
             return Ok(());
         };
         let found = self.source.time_boundary_users(from, self.read_at).await?;
+        if found.truncated {
+            self.hold_checkpoint(
+                "the search for accounts whose expiry, lockout or password age passed ended early",
+            );
+        }
         for note in found.notes {
             self.warning(note);
         }
@@ -616,6 +640,10 @@ impl<'e> Cycle<'e> {
         dns.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
         if !dns.is_empty() {
             for event in self.source.read_objects(&dns).await? {
+                if matches!(event, SourceEvent::Warning { .. }) {
+                    // read_objects warns only when a search ended early.
+                    self.hold_checkpoint("a re-read of earlier leftovers ended early");
+                }
                 let guid = match &event {
                     SourceEvent::User(d) => Some(d.record.object_guid),
                     SourceEvent::Group(d) => Some(d.record.object_guid),
@@ -737,6 +765,11 @@ impl<'e> Cycle<'e> {
                 SourceEvent::User(_) if self.capabilities.needs_affected_users => {}
                 SourceEvent::User(decoded) => self.user(decoded).await?,
                 SourceEvent::Group(decoded) => self.group_as(decoded, false).await?,
+                SourceEvent::Warning { message } => {
+                    // read_objects warns only when a search ended early.
+                    self.hold_checkpoint("a re-read of linked objects ended early");
+                    self.warning(message);
+                }
                 other => self.event(other).await?,
             }
         }
@@ -932,6 +965,7 @@ impl<'e> Cycle<'e> {
                 self.stored.as_ref().and_then(|cp| cp.last_full_sync)
             },
             read_at: Some(self.read_at),
+            scope: Some(scope_of(self.source)),
         };
         // Leftovers are recorded either way: a held checkpoint re-reads everything anyway.
         let leftovers = Leftovers {

@@ -84,6 +84,9 @@ pub struct StoredCheckpoint {
     /// password age. `None` in state written by older versions (the next delta then checks
     /// no time window and the next full sync catches up).
     pub read_at: Option<DateTime<Utc>>,
+    /// What was read: base DN, scope and filters as configured. A delta continues a
+    /// checkpoint only with the same scope; `None` in state written by older versions.
+    pub scope: Option<String>,
 }
 
 /// A delete the guard held back (see [`crate::DeleteGuard`]).
@@ -302,6 +305,7 @@ CREATE TABLE IF NOT EXISTS skipped (
 /// Columns added after the first release: (table, column, type). Added when missing.
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("checkpoint", "read_at", "TEXT"),
+    ("checkpoint", "scope", "TEXT"),
     ("cycles", "report", "TEXT"),
     ("objects", "in_doubt", "INTEGER NOT NULL DEFAULT 0"),
 ];
@@ -452,7 +456,7 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT dc_host, invocation_id, usn, last_full_sync, read_at FROM checkpoint WHERE id = 1",
+                "SELECT dc_host, invocation_id, usn, last_full_sync, read_at, scope FROM checkpoint WHERE id = 1",
                 [],
                 |r| {
                     Ok((
@@ -461,12 +465,13 @@ impl Store {
                         r.get::<_, i64>(2)?,
                         r.get::<_, Option<String>>(3)?,
                         r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
                     ))
                 },
             )
             .optional()
             .map_err(self.db())?;
-        let Some((dc_host, invocation_id, usn, last_full, read_at)) = row else {
+        let Some((dc_host, invocation_id, usn, last_full, read_at, scope)) = row else {
             return Ok(None);
         };
         let invocation_id = invocation_id
@@ -486,6 +491,7 @@ impl Store {
             },
             last_full_sync: time(last_full, "last full sync time")?,
             read_at: time(read_at, "checkpoint read time")?,
+            scope,
         }))
     }
 
@@ -877,10 +883,10 @@ impl Store {
                 detail: format!("{} does not fit the database: {e}", cp.position.usn),
             })?;
             tx.execute(
-                "INSERT INTO checkpoint (id, dc_host, invocation_id, usn, last_full_sync, updated_at, read_at)
-                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO checkpoint (id, dc_host, invocation_id, usn, last_full_sync, updated_at, read_at, scope)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (id) DO UPDATE SET dc_host = ?1, invocation_id = ?2, usn = ?3,
-                    last_full_sync = ?4, updated_at = ?5, read_at = ?6",
+                    last_full_sync = ?4, updated_at = ?5, read_at = ?6, scope = ?7",
                 params![
                     cp.position.dc_host,
                     cp.position.invocation_id.to_string(),
@@ -888,6 +894,7 @@ impl Store {
                     cp.last_full_sync.map(|t| t.to_rfc3339()),
                     now.to_rfc3339(),
                     cp.read_at.map(|t| t.to_rfc3339()),
+                    cp.scope,
                 ],
             )
             .map_err(&db)?;
@@ -1163,6 +1170,7 @@ mod tests {
             },
             last_full_sync: None,
             read_at: Some(Utc::now()),
+            scope: Some("base".into()),
         }
     }
 

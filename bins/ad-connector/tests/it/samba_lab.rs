@@ -462,3 +462,196 @@ async fn samba_lab_kill_9_mid_sync_loses_nothing() {
         text(&idle)
     );
 }
+
+/// What the platform holds after applying an outbox's lines in order: objectGUID → record.
+fn platform_state(
+    lines: &[serde_json::Value],
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut held = std::collections::BTreeMap::new();
+    for line in lines {
+        let guid = line["record"]["object_guid"].as_str().unwrap().to_owned();
+        if line["op"] == "delete" {
+            held.remove(&guid);
+        } else {
+            held.insert(guid, line["record"].clone());
+        }
+    }
+    held
+}
+
+/// The records as an independent first full sync of the same scope reads them now.
+fn directory_state(lab: &Lab, ou: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let config = lab.config(dir.path(), ou, &jsonl_sink(dir.path()));
+    let output = run(&config, &["sync"]);
+    assert!(output.status.success(), "{}", text(&output));
+    platform_state(&outbox_lines(&dir.path().join("outbox.jsonl")))
+}
+
+/// Without the fields that change on every read or that only bookkeeping carries.
+fn comparable(
+    mut records: std::collections::BTreeMap<String, serde_json::Value>,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    for record in records.values_mut() {
+        if let Some(object) = record.as_object_mut() {
+            object.remove("usn_changed");
+            object.remove("when_changed");
+        }
+    }
+    records
+}
+
+/// The bug this guards against: a full sync after changes used to send the changed objects as
+/// an upsert and then a delete in the same cycle.
+#[test]
+fn samba_lab_full_sync_after_changes_sends_no_deletes_and_matches_the_directory() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let ou = lab.scratch_ou("fullre", 8);
+    let _cleanup = Cleanup(&lab, ou.clone());
+    let config = lab.config(dir.path(), &ou, &jsonl_sink(dir.path()));
+    let full = run(&config, &["sync"]);
+    assert!(full.status.success(), "{}", text(&full));
+    let before = outbox_lines(&dir.path().join("outbox.jsonl")).len();
+
+    // Three users modified, one group's members changed (one added, one removed).
+    let mut ldif = String::new();
+    for i in [2, 3, 4] {
+        ldif.push_str(&format!(
+            "dn: CN=fullre User {i},{ou}\nchangetype: modify\nreplace: title\ntitle: Re-titled {i}\n\n"
+        ));
+    }
+    let group = format!("CN=GG-fullre,{ou}");
+    ldif.push_str(&format!(
+        "dn: {group}\nchangetype: modify\nadd: member\nmember: CN=fullre User 5,{ou}\n-\ndelete: member\nmember: CN=fullre User 1,{ou}\n\n"
+    ));
+    lab.ldif("ldapmodify", &ldif);
+
+    let again = run(&config, &["sync", "--full"]);
+    assert!(again.status.success(), "{}", text(&again));
+    let lines = outbox_lines(&dir.path().join("outbox.jsonl"));
+    let new = &lines[before..];
+    assert_eq!(
+        new.iter().filter(|l| l["op"] == "delete").count(),
+        0,
+        "{new:#?}"
+    );
+    // The three users, the group, and the two members whose group list changed.
+    assert_eq!(new.len(), 6, "{new:#?}\n{}", text(&again));
+    assert_eq!(
+        comparable(platform_state(&lines)),
+        comparable(directory_state(&lab, &ou)),
+        "the platform holds exactly what the directory holds"
+    );
+}
+
+/// The bug this guards against: a narrower scope made the next full sync delete everything
+/// outside it, silently.
+#[test]
+fn samba_lab_narrower_base_dn_withholds_the_deletes() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let ou = lab.scratch_ou("narrow", 10);
+    let _cleanup = Cleanup(&lab, ou.clone());
+    let sub = format!("OU=Sub,{ou}");
+    let mut ldif = format!("dn: {sub}\nobjectClass: organizationalUnit\n\n");
+    for i in 0..2 {
+        ldif.push_str(&user_ldif(&sub, "narrowsub", i));
+    }
+    lab.ldif("ldapadd", &ldif);
+
+    let config = lab.config(dir.path(), &ou, &jsonl_sink(dir.path()));
+    let full = run(&config, &["sync"]);
+    assert!(full.status.success(), "{}", text(&full));
+    let sent = outbox_lines(&dir.path().join("outbox.jsonl")).len();
+    assert_eq!(sent, 13, "12 users and the group");
+
+    // The same state, a base DN that sees only the sub-OU.
+    let narrow = lab.config(dir.path(), &sub, &jsonl_sink(dir.path()));
+    let guarded = run(&narrow, &["sync"]);
+    assert_eq!(guarded.status.code(), Some(4), "{}", text(&guarded));
+    let stdout = String::from_utf8_lossy(&guarded.stdout);
+    assert!(
+        stdout.contains("11 deletes withheld") && stdout.contains("base_dn"),
+        "{}",
+        text(&guarded)
+    );
+    assert_eq!(
+        outbox_lines(&dir.path().join("outbox.jsonl")).len(),
+        sent,
+        "nothing deleted"
+    );
+    let status = run(&narrow, &["status"]);
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        out.contains("11 deletes held back by the delete guard"),
+        "{}",
+        text(&status)
+    );
+    let json = run(&narrow, &["status", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["withheld_deletes"].as_array().unwrap().len(), 11);
+}
+
+/// The bug this guards against: an account that expired without any directory write kept
+/// showing as active until the next full sync.
+#[test]
+fn samba_lab_account_expiring_between_two_deltas_is_sent_expired() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let ou = lab.scratch_ou("expiry", 2);
+    let _cleanup = Cleanup(&lab, ou.clone());
+    // accountExpires (FILETIME) a few seconds from now, on the DC's clock (this machine's).
+    let expires_in = Duration::from_secs(8);
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        + expires_in;
+    let filetime = (unix.as_secs() + 11_644_473_600) * 10_000_000;
+    lab.ldif(
+        "ldapmodify",
+        &format!(
+            "dn: CN=expiry User 0,{ou}\nchangetype: modify\nreplace: accountExpires\naccountExpires: {filetime}\n\n"
+        ),
+    );
+    let set_at = Instant::now();
+    let config = lab.config(dir.path(), &ou, &jsonl_sink(dir.path()));
+    let full = run(&config, &["sync"]);
+    assert!(full.status.success(), "{}", text(&full));
+    let expired = |lines: &[serde_json::Value]| {
+        lines
+            .iter()
+            .rev()
+            .find(|l| {
+                l["record"]["dn"]
+                    .as_str()
+                    .is_some_and(|dn| dn.starts_with("CN=expiry User 0,"))
+            })
+            .map(|l| l["record"]["account"]["expired"].clone())
+    };
+    let lines = outbox_lines(&dir.path().join("outbox.jsonl"));
+    assert_eq!(expired(&lines), Some(serde_json::json!(false)));
+    let delta = run(&config, &["sync"]);
+    assert!(delta.status.success(), "{}", text(&delta));
+    assert_eq!(
+        outbox_lines(&dir.path().join("outbox.jsonl")).len(),
+        lines.len()
+    );
+
+    std::thread::sleep((expires_in + Duration::from_secs(2)).saturating_sub(set_at.elapsed()));
+    let delta = run(&config, &["sync"]);
+    assert!(delta.status.success(), "{}", text(&delta));
+    let after = outbox_lines(&dir.path().join("outbox.jsonl"));
+    assert_eq!(after.len(), lines.len() + 1, "{}", text(&delta));
+    assert_eq!(
+        expired(&after),
+        Some(serde_json::json!(true)),
+        "{}",
+        text(&delta)
+    );
+    assert!(
+        String::from_utf8_lossy(&delta.stdout).contains("re-read for expiry/lockout/password age"),
+        "{}",
+        text(&delta)
+    );
+}

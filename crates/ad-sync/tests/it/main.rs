@@ -1,5 +1,6 @@
 //! ad-sync integration tests: the deterministic simulation and engine scenarios.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod engine;
 mod platform;
 mod sim;

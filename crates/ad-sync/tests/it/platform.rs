@@ -34,6 +34,8 @@ struct Held {
     objects: HashMap<Guid, (ObjectKind, String)>,
     /// objectGUID → the record as last upserted (JSON), to explain a mismatch.
     records: HashMap<Guid, serde_json::Value>,
+    /// Every request refused with this status.
+    refuse_all: Option<u16>,
     /// Records refused with HTTP 400.
     poison: HashSet<Guid>,
     /// Faults by call number in the current cycle.
@@ -84,6 +86,12 @@ impl Platform {
 
     pub fn set_poison(&self, poison: HashSet<Guid>) {
         self.lock().poison = poison;
+    }
+
+    /// Refuse every request with this HTTP status (401/403: credentials; others: rejected);
+    /// `None`: answer normally.
+    pub fn refuse_all(&self, status: Option<u16>) {
+        self.lock().refuse_all = status;
     }
 
     pub fn objects(&self) -> HashMap<Guid, (ObjectKind, String)> {
@@ -218,6 +226,27 @@ impl Sink for Platform {
         }
         {
             let mut held = self.lock();
+            match held.refuse_all {
+                Some(status @ (401 | 403)) => {
+                    return Err(SinkError::Unauthorized {
+                        sink: "sim",
+                        host: "platform.sim".into(),
+                        status,
+                        message: "invalid API key".into(),
+                        hint: "sim.api_key",
+                    });
+                }
+                Some(status) => {
+                    return Err(SinkError::Rejected {
+                        sink: "sim",
+                        host: "platform.sim".into(),
+                        status,
+                        message: "refused".into(),
+                        what,
+                    });
+                }
+                None => {}
+            }
             let refused = batch
                 .changes
                 .iter()
