@@ -10,7 +10,8 @@
 //! 401/403/404/405/410) is split in halves and each half sent again, down to single records,
 //! so one record the platform will never accept is quarantined instead of blocking the
 //! cycle and every cycle after it. A refusal of the endpoint itself (wrong URL, method,
-//! credentials), or of every record of a batch, still fails the cycle.
+//! credentials) still fails the cycle, and so does (in the engine) a platform that refused
+//! every one of the first records it was sent.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -188,20 +189,17 @@ fn endpoint_refused(error: &SinkError) -> bool {
 }
 
 /// Send `pending` as batch `id`; on a record-level rejection, bisect down to the records the
-/// platform refuses. Fails when the endpoint itself refused, on any other error, or when
-/// every record of a batch of several was refused (that is the platform refusing us, not
-/// one record).
+/// platform refuses. Fails when the endpoint itself refused or on any other error. (A
+/// platform that refuses *everything* is caught by the cycle, which sees all its batches.)
 async fn send_isolating(
     sink: &dyn Sink,
     sync: SyncInfo,
     id: u64,
     pending: Vec<Pending>,
 ) -> Result<Settled, SinkError> {
-    let total = pending.len();
     let mut settled = Settled::default();
     // Work list of sub-batches, in order.
     let mut work: VecDeque<Vec<Pending>> = VecDeque::from([pending]);
-    let mut first_rejection: Option<SinkError> = None;
     while let Some(part) = work.pop_front() {
         let batch = Batch {
             id,
@@ -227,18 +225,9 @@ async fn send_isolating(
                     work.push_front(right);
                     work.push_front(left);
                 }
-                if first_rejection.is_none() {
-                    first_rejection = Some(error);
-                }
             }
             Err(error) => return Err(error),
         }
-    }
-    if total > 1
-        && settled.refused.len() == total
-        && let Some(error) = first_rejection
-    {
-        return Err(error);
     }
     Ok(settled)
 }

@@ -220,6 +220,11 @@ struct Linked<'a> {
     member_of: &'a [String],
 }
 
+/// A cycle in which this many records were refused and none accepted is a platform refusing
+/// everything (wrong URL, connector, profile), not bad records: it fails instead of
+/// quarantining the directory.
+const REFUSED_ALL_THRESHOLD: u64 = 10;
+
 /// Rounds of link re-reads per cycle (a group changed while it was re-read adds a round).
 const LINK_ROUNDS: usize = 4;
 
@@ -683,7 +688,7 @@ impl<'e> Cycle<'e> {
         let mut listing = Vec::new();
         for deleted in &self.tombstones {
             if let Some(row) = self.store.object(&deleted.object_guid)? {
-                listing.extend(self.store.groups_listing(&row.dn)?);
+                listing.extend(self.store.groups_listing_any_parent(&row.dn)?);
             }
         }
         self.store.add_reread(&listing)?;
@@ -794,6 +799,16 @@ impl<'e> Cycle<'e> {
             }
             self.report.upserts += sent.len() as u64;
             self.report.deletes += deleted.len() as u64;
+            let refused = self.quarantined.len() as u64 + batch.refused.len() as u64;
+            if refused >= REFUSED_ALL_THRESHOLD && self.report.upserts + self.report.deletes == 0 {
+                let first = self
+                    .quarantined
+                    .first()
+                    .map(|q| q.reason.clone())
+                    .or_else(|| batch.refused.first().map(|r| r.reason.clone()))
+                    .unwrap_or_default();
+                return Err(CycleError::EverythingRefused { refused, first });
+            }
             for ack in &batch.acks {
                 self.report.batches += 1;
                 self.report.not_representable += ack.not_representable_count() as u64;
@@ -905,8 +920,9 @@ impl<'e> Cycle<'e> {
             );
             tracing::warn!("{message}");
             self.observer.warning(&message);
-            // Nothing is withheld for confirmation: an incomplete read proves nothing.
-            return Ok(Some(Vec::new()));
+            // Nothing new is withheld for confirmation (an incomplete read proves nothing),
+            // and what an earlier complete read withheld stays listed.
+            return Ok(None);
         }
         let tracked = self.store.count(ObjectKind::User)? + self.store.count(ObjectKind::Group)?;
         let found = candidates.len() as u64;
@@ -925,7 +941,7 @@ impl<'e> Cycle<'e> {
         // uSNChanged of their own: re-read them first (durably noted, in case of a crash).
         let mut listing = Vec::new();
         for row in &candidates {
-            listing.extend(self.store.groups_listing(&row.dn)?);
+            listing.extend(self.store.groups_listing_any_parent(&row.dn)?);
         }
         if !listing.is_empty() {
             self.store.add_reread(&listing)?;

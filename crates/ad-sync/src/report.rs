@@ -131,6 +131,16 @@ pub enum CycleError {
     /// The state database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The platform refused every record it was sent, record by record.
+    #[error(
+        "the platform refused every one of the {refused} records sent in this cycle (the first answer: {first}); that is a wrong URL, connector or profile, not bad records: nothing was quarantined and the checkpoint was not advanced"
+    )]
+    EverythingRefused {
+        /// How many records were refused.
+        refused: u64,
+        /// The platform's first answer.
+        first: String,
+    },
     /// Shutdown was requested.
     #[error("stopped on request before the cycle finished; the checkpoint was not advanced")]
     Interrupted,

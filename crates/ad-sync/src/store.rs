@@ -728,6 +728,36 @@ impl Store {
         rows.collect::<Result<Vec<String>, _>>().map_err(self.db())
     }
 
+    /// DNs of the tracked groups whose last-sent member list holds `member_dn`, or the same
+    /// first RDN under another parent (the object moved since its row was written), any case:
+    /// the groups whose member lists a deletion of that object changes.
+    pub fn groups_listing_any_parent(&self, member_dn: &str) -> Result<Vec<String>, StoreError> {
+        let mut groups = self.groups_listing(member_dn)?;
+        let Some(rdn) = first_rdn(member_dn) else {
+            return Ok(groups);
+        };
+        // `["CN=Name,` as it appears at the start of a JSON array element.
+        let quoted =
+            serde_json::to_string(&format!("{rdn},")).map_err(|e| self.corrupt("member DN", e))?;
+        let needle = quoted.trim_end_matches('"').to_owned();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT dn FROM objects WHERE kind = 'group' AND members IS NOT NULL AND instr(lower(members), lower(?1)) > 0",
+            )
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([needle], |r| r.get::<_, String>(0))
+            .map_err(self.db())?;
+        for row in rows {
+            let dn = row.map_err(self.db())?;
+            if !groups.iter().any(|g| g.eq_ignore_ascii_case(&dn)) {
+                groups.push(dn);
+            }
+        }
+        Ok(groups)
+    }
+
     /// DNs of the tracked groups whose last-sent member list holds `member_dn` (any case).
     pub fn groups_listing(&self, member_dn: &str) -> Result<Vec<String>, StoreError> {
         let needle = serde_json::to_string(member_dn).map_err(|e| self.corrupt("member DN", e))?;
@@ -899,10 +929,14 @@ impl Store {
             )
             .map_err(&db)?;
         }
+        // A cycle whose checkpoint moves read everything it had to (or re-read every
+        // leftover): its lists replace the old ones. A held checkpoint means an incomplete
+        // read: the old entries stay, to be retried, and the new ones are added.
         if checkpoint.is_some() {
             tx.execute("DELETE FROM reread", []).map_err(&db)?;
+            tx.execute("DELETE FROM quarantine", []).map_err(&db)?;
+            tx.execute("DELETE FROM skipped", []).map_err(&db)?;
         }
-        tx.execute("DELETE FROM quarantine", []).map_err(&db)?;
         {
             let mut insert = tx
                 .prepare_cached(
@@ -922,7 +956,6 @@ impl Store {
                     .map_err(&db)?;
             }
         }
-        tx.execute("DELETE FROM skipped", []).map_err(&db)?;
         {
             let mut insert = tx
                 .prepare_cached(
@@ -1121,6 +1154,19 @@ impl Store {
     }
 }
 
+/// The first RDN of a DN (`CN=Name` of `CN=Name,OU=x,DC=y`), honouring `\,` escapes.
+fn first_rdn(dn: &str) -> Option<&str> {
+    let mut escaped = false;
+    for (i, c) in dn.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            ',' if !escaped => return Some(&dn[..i]),
+            _ => escaped = false,
+        }
+    }
+    None
+}
+
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Database {
         path: path.to_owned(),
@@ -1251,8 +1297,16 @@ mod tests {
         };
         store.finish_cycle(None, &delta, now).unwrap();
         assert!(store.withheld().unwrap().is_empty());
+        assert_eq!(
+            store.quarantined().unwrap().len(),
+            1,
+            "a held checkpoint keeps the leftovers"
+        );
+        store
+            .finish_cycle(Some(&checkpoint(51)), &Leftovers::default(), now)
+            .unwrap();
         assert!(store.quarantined().unwrap().is_empty());
-        assert_eq!(store.checkpoint().unwrap().unwrap().position.usn, 50);
+        assert_eq!(store.checkpoint().unwrap().unwrap().position.usn, 51);
         let cycles = store.recent_cycles(5).unwrap();
         assert_eq!(cycles.len(), 2);
         assert_eq!(cycles[1].outcome, "ok");
@@ -1287,6 +1341,41 @@ mod tests {
             Store::open(dir.path()).unwrap_err(),
             StoreError::Locked { .. }
         ));
+    }
+
+    #[test]
+    fn first_rdn_honours_escapes() {
+        assert_eq!(first_rdn("CN=a,DC=x"), Some("CN=a"));
+        assert_eq!(first_rdn("CN=Smith\\, John,OU=x"), Some("CN=Smith\\, John"));
+        assert_eq!(first_rdn("DC=x"), None);
+    }
+
+    #[test]
+    fn groups_listing_finds_a_moved_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut group = sent(7, "g");
+        group.kind = ObjectKind::Group;
+        group.members = Some(vec!["CN=u1,OU=New,DC=x".into()]);
+        store.commit_batch(1, &[group], &[], Utc::now()).unwrap();
+        assert!(
+            store
+                .groups_listing("CN=u1,OU=Old,DC=x")
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .groups_listing_any_parent("CN=u1,OU=Old,DC=x")
+                .unwrap(),
+            ["CN=u7,DC=x"]
+        );
+        assert!(
+            store
+                .groups_listing_any_parent("CN=u2,OU=Old,DC=x")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -48,6 +48,8 @@ struct Held {
     false_deletes: Vec<String>,
     /// Whether any batch was applied in this cycle.
     applied: u64,
+    /// Whether an injected fault fired in this cycle.
+    fired: bool,
 }
 
 /// The fake platform.
@@ -80,6 +82,7 @@ impl Platform {
         held.faults = faults;
         held.calls = 0;
         held.duplicates = 0;
+        held.fired = false;
         held.duplicate_dns.clear();
         held.applied = 0;
     }
@@ -96,6 +99,11 @@ impl Platform {
 
     pub fn objects(&self) -> HashMap<Guid, (ObjectKind, String)> {
         self.lock().objects.clone()
+    }
+
+    /// Whether a fault that fails or crashes the cycle fired since [`Platform::arm`].
+    pub fn fault_fired(&self) -> bool {
+        self.lock().fired
     }
 
     pub fn record(&self, guid: &Guid) -> Option<serde_json::Value> {
@@ -203,7 +211,9 @@ impl Sink for Platform {
             let mut held = self.lock();
             held.calls += 1;
             let call = held.calls;
-            held.faults.get(&call).copied()
+            let fault = held.faults.get(&call).copied();
+            held.fired |= fault.is_some_and(|f| f != Fault::TooManyRequests);
+            fault
         };
         // Yield like a network round trip would, so batches interleave with reading.
         tokio::task::yield_now().await;

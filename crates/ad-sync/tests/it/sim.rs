@@ -47,6 +47,7 @@ struct SimObserver {
     op_at: Option<u64>,
     op: Mutex<Option<Op>>,
     fired: std::sync::atomic::AtomicBool,
+    crashed: std::sync::atomic::AtomicBool,
     crash: Arc<Notify>,
 }
 
@@ -64,6 +65,7 @@ impl Observer for SimObserver {
             self.fired.store(true, Ordering::SeqCst);
         }
         if Some(n) == self.crash_at {
+            self.crashed.store(true, Ordering::SeqCst);
             self.crash.notify_one();
         }
     }
@@ -540,6 +542,7 @@ impl Sim {
             op_at,
             op: Mutex::new(op.map(|(_, f)| f)),
             fired: std::sync::atomic::AtomicBool::new(false),
+            crashed: std::sync::atomic::AtomicBool::new(false),
             crash: Arc::clone(&crash),
         };
         let force_full = !clean && self.rng.random_bool(0.2);
@@ -572,6 +575,20 @@ impl Sim {
             () = crash.notified() => Outcome::Crashed,
         };
         drop(engine);
+        // (f) Liveness: only an injected platform fault or crash may stop a cycle. Directory
+        // faults (drops, busy, truncated pages, restores), refused records and unreadable
+        // entries must all be absorbed.
+        if !matches!(outcome, Outcome::Done(_))
+            && !self.platform.fault_fired()
+            && !observer.crashed.load(Ordering::SeqCst)
+        {
+            let why = match &outcome {
+                Outcome::Failed(e) => e.clone(),
+                _ => "crashed".into(),
+            };
+            self.note(format!("cycle {step}: failed: {why}"));
+            self.fail("(f) a cycle stops only on an injected fault", &why);
+        }
         self.concurrent = observer.fired.load(Ordering::SeqCst);
         if self.concurrent {
             self.note("  (the change during the cycle happened)".into());
