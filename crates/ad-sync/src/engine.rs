@@ -504,6 +504,19 @@ impl<'e> Cycle<'e> {
             }
             return Ok(());
         }
+        if self.full()
+            && let Some(row) = self.store.object(&group.object_guid)?
+            && !row.hash.is_empty()
+        {
+            // A full sync reads every member too, but a read that ends early or races a
+            // change may not: members whose membership changed are re-read at the end.
+            let previous = self.store.group_members(&group.object_guid)?;
+            let affected: Vec<String> = member_difference(&previous, &group.members, false)
+                .into_iter()
+                .collect();
+            self.store.add_reread(&affected)?;
+            self.reread.extend(affected);
+        }
         if hold && !self.full() {
             // Members added or removed since the group was last sent, or all of them if it
             // was renamed (its name is inside every member's record).
@@ -689,6 +702,10 @@ impl<'e> Cycle<'e> {
         for deleted in &self.tombstones {
             if let Some(row) = self.store.object(&deleted.object_guid)? {
                 listing.extend(self.store.groups_listing_any_parent(&row.dn)?);
+                // The name it had when deleted (renamed since we last read it).
+                if let Some(rdn) = tombstone_rdn(&deleted.dn) {
+                    listing.extend(self.store.groups_listing_rdn(&rdn)?);
+                }
             }
         }
         self.store.add_reread(&listing)?;
@@ -1004,6 +1021,14 @@ impl<'e> Cycle<'e> {
     }
 }
 
+/// The first RDN an object had when it was deleted, from its tombstone DN
+/// (`CN=Name\0ADEL:<guid>,CN=Deleted Objects,…`): `CN=Name`.
+fn tombstone_rdn(dn: &str) -> Option<String> {
+    ["\\0ADEL:", "\\0aDEL:", "\nDEL:", "\0ADEL:"]
+        .iter()
+        .find_map(|marker| dn.find(marker).map(|at| dn[..at].to_owned()))
+}
+
 /// Members added or removed between two member lists (all of both when `all`), compared
 /// without case and kept as written (some servers match DNs exactly).
 fn member_difference(before: &[String], after: &[String], all: bool) -> BTreeSet<String> {
@@ -1038,5 +1063,33 @@ fn note_warnings(report: &mut CycleReport, dn: &str, warnings: &[ad_model::Decod
     for warning in warnings {
         report.decode_warnings += 1;
         tracing::warn!(dn = %dn, attribute = %warning.attribute, "{warning}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tombstone_rdn_is_the_name_at_deletion() {
+        assert_eq!(
+            tombstone_rdn(
+                "CN=Renamed 2\\0ADEL:0a3c8e1f-5b7d-4c2e-9f10-000000000009,CN=Deleted Objects,DC=x"
+            )
+            .as_deref(),
+            Some("CN=Renamed 2")
+        );
+        assert_eq!(tombstone_rdn("CN=live,DC=x"), None);
+    }
+
+    #[test]
+    fn member_difference_ignores_case_and_keeps_spelling() {
+        let before = vec!["CN=a,DC=x".to_owned(), "CN=b,DC=x".to_owned()];
+        let after = vec!["cn=A,dc=x".to_owned(), "CN=c,DC=x".to_owned()];
+        let diff: Vec<String> = member_difference(&before, &after, false)
+            .into_iter()
+            .collect();
+        assert_eq!(diff, ["CN=b,DC=x", "CN=c,DC=x"]);
+        assert_eq!(member_difference(&before, &after, true).len(), 4);
     }
 }

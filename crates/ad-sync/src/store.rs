@@ -736,7 +736,18 @@ impl Store {
         let Some(rdn) = first_rdn(member_dn) else {
             return Ok(groups);
         };
-        // `["CN=Name,` as it appears at the start of a JSON array element.
+        for dn in self.groups_listing_rdn(rdn)? {
+            if !groups.iter().any(|g| g.eq_ignore_ascii_case(&dn)) {
+                groups.push(dn);
+            }
+        }
+        Ok(groups)
+    }
+
+    /// DNs of the tracked groups listing a member whose first RDN is `rdn` (`CN=Name`),
+    /// under any parent, any case.
+    pub fn groups_listing_rdn(&self, rdn: &str) -> Result<Vec<String>, StoreError> {
+        // `"CN=Name,` as it appears at the start of a JSON array element.
         let quoted =
             serde_json::to_string(&format!("{rdn},")).map_err(|e| self.corrupt("member DN", e))?;
         let needle = quoted.trim_end_matches('"').to_owned();
@@ -749,13 +760,7 @@ impl Store {
         let rows = stmt
             .query_map([needle], |r| r.get::<_, String>(0))
             .map_err(self.db())?;
-        for row in rows {
-            let dn = row.map_err(self.db())?;
-            if !groups.iter().any(|g| g.eq_ignore_ascii_case(&dn)) {
-                groups.push(dn);
-            }
-        }
-        Ok(groups)
+        rows.collect::<Result<Vec<String>, _>>().map_err(self.db())
     }
 
     /// DNs of the tracked groups whose last-sent member list holds `member_dn` (any case).

@@ -338,3 +338,130 @@ async fn an_account_that_expires_between_two_deltas_is_sent_expired() {
     let report = lab.cycle(false).await.unwrap();
     assert_eq!(report.upserts, 0, "{}", report.summary());
 }
+
+/// A sink whose first request waits for a signal and notes how far the reader had got when
+/// the request could finish.
+#[derive(Debug)]
+struct GatedSink {
+    release: Arc<tokio::sync::Notify>,
+    reads: Arc<std::sync::atomic::AtomicU64>,
+    finished_at_read: std::sync::Mutex<Option<u64>>,
+    first: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl asset_sink::Sink for GatedSink {
+    fn name(&self) -> &'static str {
+        "gated"
+    }
+    fn capabilities(&self) -> asset_sink::Capabilities {
+        asset_sink::Capabilities {
+            standalone_groups: true,
+            deletes: true,
+            needs_affected_users: false,
+        }
+    }
+    fn max_batch_size(&self) -> usize {
+        1000
+    }
+    async fn check(&self) -> Result<asset_sink::CheckReport, asset_sink::SinkError> {
+        unreachable!("not called")
+    }
+    async fn send(
+        &self,
+        batch: &asset_sink::Batch,
+    ) -> Result<asset_sink::Ack, asset_sink::SinkError> {
+        use std::sync::atomic::Ordering;
+        if !self.first.swap(true, Ordering::SeqCst) {
+            // Like a request whose response arrives while the reader is busy: it must be
+            // driven to completion then, not when the engine next looks at it.
+            self.release.notified().await;
+            *self.finished_at_read.lock().unwrap() = Some(self.reads.load(Ordering::SeqCst));
+        }
+        Ok(asset_sink::Ack {
+            batch_id: batch.id,
+            accepted: batch.changes.len(),
+            not_representable: Vec::new(),
+            items_sent: batch.changes.len(),
+            requests: 1,
+            task_ids: Vec::new(),
+        })
+    }
+}
+
+struct CountingObserver {
+    reads: Arc<std::sync::atomic::AtomicU64>,
+    release_at: u64,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl ad_sync::Observer for CountingObserver {
+    fn object_read(&self, _kind: ad_model::ObjectKind) {
+        use std::sync::atomic::Ordering;
+        let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.release_at {
+            self.release.notify_one();
+        }
+    }
+}
+
+/// The bug this guards against: sent batches were only polled when the engine settled them,
+/// so a long stretch of reading left an accepted request unpolled until its timeout fired.
+#[test]
+fn a_sent_batch_completes_while_the_reader_is_busy() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let directory = ad_testkit::Directory::generated(ad_testkit::GeneratedOptions {
+            users: 3000,
+            ..ad_testkit::GeneratedOptions::default()
+        });
+        let server = TestServer::start(directory, ServerOptions::default()).unwrap();
+        let mut config = SourceConfig::new(
+            server.url(),
+            SERVICE_ACCOUNT_UPN,
+            SecretString::from(SERVICE_ACCOUNT_PASSWORD),
+        );
+        config.starttls = false;
+        config.allow_plain_ldap = true;
+        let release = Arc::new(tokio::sync::Notify::new());
+        let reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sink = Arc::new(GatedSink {
+            release: Arc::clone(&release),
+            reads: Arc::clone(&reads),
+            finished_at_read: std::sync::Mutex::new(None),
+            first: std::sync::atomic::AtomicBool::new(false),
+        });
+        let state = tempfile::tempdir().unwrap();
+        let mut engine = Engine::new(
+            Source::new(config).unwrap(),
+            Arc::clone(&sink) as Arc<dyn asset_sink::Sink>,
+            Store::open(state.path()).unwrap(),
+            EngineOptions {
+                batch_size: 1000,
+                concurrency: 64,
+                ..EngineOptions::default()
+            },
+        );
+        // The first batch goes out after 1,000 objects; its answer "arrives" at read 1,100.
+        let observer = CountingObserver {
+            reads: Arc::clone(&reads),
+            release_at: 1100,
+            release,
+        };
+        let report = engine
+            .run_cycle(CycleRequest::default(), &observer, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert!(report.users >= 3000, "{}", report.summary());
+        let finished = sink.finished_at_read.lock().unwrap().unwrap();
+        // Driven by its own task, it finishes within a scheduling slice of the signal
+        // (Tokio's budget is 128 operations), long before the read ends at 3,000+.
+        assert!(
+            finished < 1100 + 500,
+            "the request finished only at read {finished}: it was not polled while the reader worked"
+        );
+    });
+}
