@@ -328,8 +328,10 @@ impl<'e> Cycle<'e> {
         mut run: SyncRun,
         request: CycleRequest,
     ) -> Result<CycleReport, CycleError> {
-        // 1. The directory's changes (or everything).
+        // 1. The directory's changes (or everything). Objects an unfinished cycle left in
+        // doubt are read again at the end, whatever this read returns.
         self.h0 = run.root_dse.highest_committed_usn;
+        self.reread.extend(self.store.in_doubt()?);
         while let Some(event) = run.next_event().await {
             self.event(event).await?;
         }
@@ -410,10 +412,19 @@ impl<'e> Cycle<'e> {
         }
         // Changed while this cycle was reading (a rename or move included): the groups that
         // list it may have been read before, with a DN it no longer has.
-        if let Some(linked) = &linked
-            && linked.usn.is_some_and(|usn| usn > self.h0)
-        {
-            groups.extend(linked.member_of.iter().cloned());
+        if let Some(linked) = &linked {
+            if linked.usn.is_some_and(|usn| usn > self.h0) {
+                groups.extend(linked.member_of.iter().cloned());
+            } else if !self.full() {
+                // A delta reads few objects: check that every group listing it (memberOf)
+                // was last sent with its current DN; one that was not is stale (an earlier
+                // cycle sent it while the object had another DN).
+                for group in linked.member_of {
+                    if self.store.group_lists_other_dn(group, dn)? {
+                        groups.push(group.clone());
+                    }
+                }
+            }
         }
         if !groups.is_empty() {
             self.store.add_reread(&groups)?;
@@ -761,10 +772,14 @@ impl<'e> Cycle<'e> {
         };
         // The held groups first, acknowledged before the re-read objects are compared: a
         // group both changed and re-read is then sent once.
+        let mut attached: HashSet<String> = HashSet::new();
         for (group, hash, affected) in held {
             let Some(hash) = hash else {
                 continue;
             };
+            if self.capabilities.needs_affected_users {
+                attached.extend(affected.iter().map(|dn| dn.to_ascii_lowercase()));
+            }
             let users: Vec<User> = affected
                 .iter()
                 .filter_map(|dn| affected_users.get(&dn.to_ascii_lowercase()).cloned())
@@ -783,8 +798,9 @@ impl<'e> Cycle<'e> {
         self.record(settled)?;
         for event in events {
             match event {
-                // Sekoia-like sinks got them inside the group changes.
-                SourceEvent::User(_) if self.capabilities.needs_affected_users => {}
+                // Sekoia-like sinks got these inside the group changes.
+                SourceEvent::User(decoded)
+                    if attached.contains(&decoded.record.dn.to_ascii_lowercase()) => {}
                 SourceEvent::User(decoded) => self.user(decoded).await?,
                 SourceEvent::Group(decoded) => self.group_as(decoded, false).await?,
                 SourceEvent::Warning { message } => {

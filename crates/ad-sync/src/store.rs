@@ -716,6 +716,19 @@ impl Store {
         Ok(())
     }
 
+    /// DNs of the objects left in doubt by cycles that did not finish: what the platform
+    /// holds of them is unknown, so they are read and compared again.
+    pub fn in_doubt(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT dn FROM objects WHERE in_doubt = 1 ORDER BY dn")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.db())?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(self.db())
+    }
+
     /// DNs left to re-read by a cycle that did not finish.
     pub fn rereads(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self
@@ -761,6 +774,24 @@ impl Store {
             .query_map([needle], |r| r.get::<_, String>(0))
             .map_err(self.db())?;
         rows.collect::<Result<Vec<String>, _>>().map_err(self.db())
+    }
+
+    /// Whether the tracked group `group_dn` was last sent with a member list that does not
+    /// hold `member_dn` (any case). False for an untracked group.
+    pub fn group_lists_other_dn(
+        &self,
+        group_dn: &str,
+        member_dn: &str,
+    ) -> Result<bool, StoreError> {
+        let needle = serde_json::to_string(member_dn).map_err(|e| self.corrupt("member DN", e))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) > 0 FROM objects WHERE dn = ?1 COLLATE NOCASE AND kind = 'group' AND members IS NOT NULL AND instr(lower(members), lower(?2)) = 0",
+            )
+            .map_err(self.db())?;
+        stmt.query_row(params![group_dn, needle], |r| r.get(0))
+            .map_err(self.db())
     }
 
     /// DNs of the tracked groups whose last-sent member list holds `member_dn` (any case).
