@@ -861,6 +861,15 @@ impl<'e> Cycle<'e> {
             for ack in &batch.acks {
                 self.observer.batch_recorded(ack);
             }
+            let refused_upserts: Vec<Guid> = batch
+                .refused
+                .iter()
+                .filter_map(|r| match &r.record {
+                    Record::Upsert(o) => Some(o.guid),
+                    Record::Delete(_) => None,
+                })
+                .collect();
+            self.store.clear_in_doubt(&refused_upserts)?;
             for refused in batch.refused {
                 let (kind, dn, change) = match &refused.change {
                     Change::UpsertUser(u) => (ObjectKind::User, u.dn.clone(), "upsert"),
@@ -873,6 +882,9 @@ impl<'e> Cycle<'e> {
                     Record::Upsert(o) => o.guid,
                     Record::Delete(g) => *g,
                 };
+                if self.quarantined.iter().any(|q| q.guid == guid) {
+                    continue;
+                }
                 tracing::error!(dn = %dn, "the platform refused this record; it is quarantined and retried next cycle: {}", refused.reason);
                 self.report
                     .quarantined

@@ -875,6 +875,23 @@ impl Store {
         tx.commit().map_err(&db)
     }
 
+    /// The platform refused these objects' upserts (a 4xx about the record): it did not
+    /// apply them, so what it holds is what was last acknowledged. No longer in doubt.
+    pub fn clear_in_doubt(&mut self, guids: &[Guid]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = db_err(&path);
+        let tx = self.conn.transaction().map_err(&db)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("UPDATE objects SET in_doubt = 0 WHERE guid = ?1")
+                .map_err(&db)?;
+            for guid in guids {
+                stmt.execute([guid.to_string()]).map_err(&db)?;
+            }
+        }
+        tx.commit().map_err(&db)
+    }
+
     /// Record one acknowledged batch in one transaction: the upserts' new hashes (and, for
     /// groups, members) and the deletes.
     pub fn commit_batch(
