@@ -85,17 +85,26 @@ pub fn client_config(config: &SourceConfig) -> Result<Arc<ClientConfig>, SourceE
                 })?;
             }
         }
-        None => {
-            let native = rustls_native_certs::load_native_certs();
-            for cert in native.certs {
-                // Unusable system certificates are skipped, as every TLS client does.
-                let _ = roots.add(cert);
-            }
-        }
+        None => roots = system_roots().clone(),
     }
     Ok(Arc::new(
         builder.with_root_certificates(roots).with_no_client_auth(),
     ))
+}
+
+/// The system's trusted roots, read once per process: parsing the system store costs
+/// milliseconds, and a sync opens several connections (reconnects, re-reads). A root added
+/// to the system store is seen after a restart.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: std::sync::OnceLock<RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            // Unusable system certificates are skipped, as every TLS client does.
+            let _ = roots.add(cert);
+        }
+        roots
+    })
 }
 
 /// A configuration that accepts any certificate (for `insecure_skip_tls_verify` and for the
