@@ -261,6 +261,9 @@ struct Cycle<'e> {
     /// Delta: groups (DN) to re-read because a member was renamed, moved or deleted (their
     /// member lists changed; AD does not touch their uSNChanged either).
     reread: BTreeSet<String>,
+    /// Members queued for re-reading (lower-case DN) → the groups whose change queued them:
+    /// a member that no longer exists under that DN makes those groups worth re-reading.
+    origin: HashMap<String, Vec<String>>,
     /// Tombstones, delivered after every upsert was acknowledged.
     tombstones: Vec<Deleted>,
     /// Entries skipped in this cycle.
@@ -312,6 +315,7 @@ impl<'e> Cycle<'e> {
             read_dns: HashSet::new(),
             held_groups: Vec::new(),
             reread: BTreeSet::new(),
+            origin: HashMap::new(),
             tombstones: Vec::new(),
             skipped: Vec::new(),
             quarantined: Vec::new(),
@@ -499,6 +503,7 @@ impl<'e> Cycle<'e> {
             let affected = member_difference(&previous, &group.members, false);
             let affected: Vec<String> = affected.into_iter().collect();
             self.store.add_reread(&affected)?;
+            self.note_origin(&group.dn, &affected);
             self.reread.extend(affected);
         }
         let hash = fingerprint::group(&group);
@@ -526,6 +531,7 @@ impl<'e> Cycle<'e> {
                 .into_iter()
                 .collect();
             self.store.add_reread(&affected)?;
+            self.note_origin(&group.dn, &affected);
             self.reread.extend(affected);
         }
         if hold && !self.full() {
@@ -611,6 +617,15 @@ impl<'e> Cycle<'e> {
         }
         if summary.truncated() {
             self.hold_checkpoint("entries may be missing from this read");
+        }
+    }
+
+    fn note_origin(&mut self, group_dn: &str, members: &[String]) {
+        for member in members {
+            self.origin
+                .entry(member.to_ascii_lowercase())
+                .or_default()
+                .push(group_dn.to_owned());
         }
     }
 
@@ -757,6 +772,34 @@ impl<'e> Cycle<'e> {
             self.record(settled)?;
             self.source.read_objects(&wanted).await?
         };
+        for (group, _, affected) in &held {
+            let affected: Vec<String> = affected.iter().cloned().collect();
+            self.note_origin(&group.dn, &affected);
+        }
+        // A member queued by a group's change that is not there under that DN any more
+        // (deleted, renamed or moved since): the group lists a stale DN, re-read it.
+        let returned: HashSet<String> = events
+            .iter()
+            .filter_map(|event| match event {
+                SourceEvent::User(d) => Some(d.record.dn.to_ascii_lowercase()),
+                SourceEvent::Group(d) => Some(d.record.dn.to_ascii_lowercase()),
+                SourceEvent::Skipped { dn, .. } => Some(dn.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect();
+        let mut vanished_in = Vec::new();
+        for dn in &wanted {
+            let key = dn.to_ascii_lowercase();
+            if !returned.contains(&key)
+                && let Some(groups) = self.origin.remove(&key)
+            {
+                vanished_in.extend(groups);
+            }
+        }
+        if !vanished_in.is_empty() {
+            self.store.add_reread(&vanished_in)?;
+            self.reread.extend(vanished_in);
+        }
         let affected_users: HashMap<String, User> = if self.capabilities.needs_affected_users {
             events
                 .iter()
