@@ -193,9 +193,15 @@ impl GroupIndex {
                 Ok(None) => {
                     self.missing_dn.insert(key);
                 }
-                Err(
-                    e @ (SourceError::ReconnectsExhausted { .. } | SourceError::DcChanged { .. }),
-                ) => {
+                // A lookup cut by the network is not "unreadable": resolving without it would
+                // deliver a degraded record and move on. The read fails and is retried.
+                Err(e)
+                    if e.is_transient()
+                        || matches!(
+                            e,
+                            SourceError::ReconnectsExhausted { .. } | SourceError::DcChanged { .. }
+                        ) =>
+                {
                     return Err(e);
                 }
                 Err(e) => {
@@ -220,10 +226,14 @@ impl GroupIndex {
                     Ok(None) => {
                         self.missing_rid.insert(rid);
                     }
-                    Err(
-                        e @ (SourceError::ReconnectsExhausted { .. }
-                        | SourceError::DcChanged { .. }),
-                    ) => {
+                    Err(e)
+                        if e.is_transient()
+                            || matches!(
+                                e,
+                                SourceError::ReconnectsExhausted { .. }
+                                    | SourceError::DcChanged { .. }
+                            ) =>
+                    {
                         return Err(e);
                     }
                     Err(e) => {
