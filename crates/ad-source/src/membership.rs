@@ -213,6 +213,16 @@ impl GroupIndex {
         if let Some((rid, sid)) = primary {
             if self.domain_sid.is_none() {
                 self.domain_sid = sid.domain_sid();
+                // Groups indexed before the domain was known get their RIDs now.
+                let known: Vec<Arc<GroupInfo>> = self.by_dn.values().cloned().collect();
+                for info in known {
+                    if let (Some(group_sid), Some(domain)) = (info.sid, self.domain_sid)
+                        && group_sid.domain_sid() == Some(domain)
+                        && let Some(group_rid) = group_sid.rid()
+                    {
+                        self.by_rid.entry(group_rid).or_insert(info);
+                    }
+                }
             }
             if self.get_rid(rid).is_none() && !self.missing_rid.contains(&rid) {
                 session.counters.group_lookups += 1;

@@ -162,15 +162,20 @@ pub(crate) async fn read(conn: &Connection) -> Result<RootDse, SourceError> {
                 "{ds_service_name} has no readable 16-byte invocationId; it identifies the DC's database and is required for delta sync"
             ),
         })?;
-    let domain_sid = read_base(
+    // Without the domain SID primary groups cannot be resolved from the index: a read cut
+    // by the network fails (and is retried) rather than degrade every user's groups.
+    let domain_sid = match read_base(
         conn,
         &default_naming_context,
         "(objectClass=*)",
         &["objectSid"],
     )
     .await
-    .ok()
-    .flatten()
+    {
+        Ok(entry) => entry,
+        Err(e) if e.is_transient() => return Err(e),
+        Err(_) => None,
+    }
     .and_then(|e| e.first("objectSid").and_then(|v| Sid::from_bytes(v).ok()));
     let configuration_naming_context = text(&root, "configurationNamingContext");
     let max_page_size = match &configuration_naming_context {
