@@ -302,6 +302,9 @@ CREATE TABLE IF NOT EXISTS skipped (
 );
 ";
 
+/// Tracked groups whose last-sent member list (JSON) contains `?1`, any case.
+const GROUPS_LISTING: &str = "SELECT dn FROM objects WHERE kind = 'group' AND members IS NOT NULL AND instr(lower(members), lower(?1)) > 0";
+
 /// Columns added after the first release: (table, column, type). Added when missing.
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("checkpoint", "read_at", "TEXT"),
@@ -719,26 +722,21 @@ impl Store {
     /// DNs of the objects left in doubt by cycles that did not finish: what the platform
     /// holds of them is unknown, so they are read and compared again.
     pub fn in_doubt(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT dn FROM objects WHERE in_doubt = 1 ORDER BY dn")
-            .map_err(self.db())?;
+        self.dns("SELECT dn FROM objects WHERE in_doubt = 1 ORDER BY dn", [])
+    }
+
+    /// The DNs (first column) a query returns.
+    fn dns(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.db())?;
         let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
+            .query_map(params, |r| r.get::<_, String>(0))
             .map_err(self.db())?;
         rows.collect::<Result<Vec<String>, _>>().map_err(self.db())
     }
 
     /// DNs left to re-read by a cycle that did not finish.
     pub fn rereads(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT dn FROM reread ORDER BY dn")
-            .map_err(self.db())?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(self.db())?;
-        rows.collect::<Result<Vec<String>, _>>().map_err(self.db())
+        self.dns("SELECT dn FROM reread ORDER BY dn", [])
     }
 
     /// DNs of the tracked groups whose last-sent member list holds `member_dn`, or the same
@@ -764,16 +762,7 @@ impl Store {
         let quoted =
             serde_json::to_string(&format!("{rdn},")).map_err(|e| self.corrupt("member DN", e))?;
         let needle = quoted.trim_end_matches('"').to_owned();
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT dn FROM objects WHERE kind = 'group' AND members IS NOT NULL AND instr(lower(members), lower(?1)) > 0",
-            )
-            .map_err(self.db())?;
-        let rows = stmt
-            .query_map([needle], |r| r.get::<_, String>(0))
-            .map_err(self.db())?;
-        rows.collect::<Result<Vec<String>, _>>().map_err(self.db())
+        self.dns(GROUPS_LISTING, [needle])
     }
 
     /// Whether the tracked group `group_dn` was last sent with a member list that does not
@@ -797,16 +786,7 @@ impl Store {
     /// DNs of the tracked groups whose last-sent member list holds `member_dn` (any case).
     pub fn groups_listing(&self, member_dn: &str) -> Result<Vec<String>, StoreError> {
         let needle = serde_json::to_string(member_dn).map_err(|e| self.corrupt("member DN", e))?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT dn FROM objects WHERE kind = 'group' AND members IS NOT NULL AND instr(lower(members), lower(?1)) > 0",
-            )
-            .map_err(self.db())?;
-        let rows = stmt
-            .query_map([needle], |r| r.get::<_, String>(0))
-            .map_err(self.db())?;
-        rows.collect::<Result<Vec<String>, _>>().map_err(self.db())
+        self.dns(GROUPS_LISTING, [needle])
     }
 
     /// Record that full-sync cycle `cycle` read these objects (changed or not): a cycle never
@@ -1088,24 +1068,6 @@ impl Store {
             )
             .map_err(self.db())?;
         Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    /// Every tracked object: what the platform holds according to its acknowledgements.
-    pub fn objects(&self) -> Result<Vec<ObjectRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT guid, kind, sid, dn, hash FROM objects ORDER BY guid")
-            .map_err(self.db())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .map_err(self.db())?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(self.object_row(row.map_err(self.db())?)?);
-        }
-        Ok(out)
     }
 
     /// The deletes the guard withheld (released by a full sync with `confirm_deletes`).
