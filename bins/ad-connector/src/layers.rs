@@ -196,17 +196,15 @@ pub fn has_inline_secret(table: &Table) -> bool {
 
 /// Add "did you mean `x`?" to serde's "unknown field `y`, expected one of `a`, `b`".
 pub fn suggest(message: &str) -> String {
-    let Some(start) = message.find("unknown field `") else {
+    let Some((_, rest)) = message.split_once("unknown field `") else {
         return message.to_owned();
     };
-    let rest = &message[start + "unknown field `".len()..];
-    let Some(end) = rest.find('`') else {
+    let Some((unknown, tail)) = rest.split_once('`') else {
         return message.to_owned();
     };
-    let unknown = &rest[..end];
-    let candidates: Vec<&str> = rest[end..]
+    let candidates: Vec<&str> = tail
         .split('`')
-        .skip(2)
+        .skip(1)
         .step_by(2)
         .filter(|c| !c.is_empty())
         .collect();

@@ -1,4 +1,8 @@
-//! `groupType`: kind (security / distribution), scope, and the visibility picker.
+//! `groupType`: kind (security / distribution), scope, the flag bits, and the visibility
+//! picker — exactly as MS-ADTS 2.2.12 defines them. The scope is always one of the three
+//! scope bits; "created by the system" (0x1) and the Authorization Manager bits are flags
+//! beside it, never a scope: `BUILTIN\Administrators` (0x80000005) is a *domain-local*
+//! security group that the system created.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -18,12 +22,10 @@ pub enum GroupKind {
     Distribution,
 }
 
-/// Group scope.
+/// Group scope: exactly one of the three scope bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupScope {
-    /// Created by the system (0x1), e.g. `BUILTIN\Administrators` (builtin domain-local).
-    Builtin,
     /// 0x2: members from its own domain, usable across the forest.
     Global,
     /// 0x4: members from anywhere, usable in its own domain.
@@ -102,17 +104,30 @@ impl GroupType {
         }
     }
 
-    /// The scope. A system-created group is `Builtin` whatever its scope bit.
+    /// The scope, from the scope bits alone (the flag bits do not change it).
     pub fn scope(&self) -> GroupScope {
-        if self.0 & Self::SYSTEM != 0 {
-            return GroupScope::Builtin;
-        }
         match self.0 & (Self::GLOBAL | Self::DOMAIN_LOCAL | Self::UNIVERSAL) {
             Self::GLOBAL => GroupScope::Global,
             Self::DOMAIN_LOCAL => GroupScope::DomainLocal,
             Self::UNIVERSAL => GroupScope::Universal,
             _ => GroupScope::Unknown,
         }
+    }
+
+    /// `GROUP_TYPE_BUILTIN_LOCAL_GROUP` (0x1): created by the system (the groups of
+    /// `CN=Builtin`: Administrators, Account Operators, …).
+    pub fn system_created(&self) -> bool {
+        self.0 & Self::SYSTEM != 0
+    }
+
+    /// `GROUP_TYPE_APP_BASIC` (0x10): an Authorization Manager basic application group.
+    pub fn app_basic(&self) -> bool {
+        self.0 & Self::APP_BASIC != 0
+    }
+
+    /// `GROUP_TYPE_APP_QUERY` (0x20): an Authorization Manager LDAP query group.
+    pub fn app_query(&self) -> bool {
+        self.0 & Self::APP_QUERY != 0
     }
 
     /// The visibility picker (see [`Visibility`] for the table).
@@ -135,6 +150,12 @@ struct GroupTypeJson {
     kind: GroupKind,
     #[serde(default = "unknown_scope")]
     scope: GroupScope,
+    #[serde(default)]
+    system_created: bool,
+    #[serde(default)]
+    app_basic: bool,
+    #[serde(default)]
+    app_query: bool,
     #[serde(default = "unknown_visibility")]
     visibility: Visibility,
 }
@@ -150,13 +171,17 @@ fn unknown_visibility() -> Visibility {
 }
 
 /// JSON form: `{"value": -2147483646, "kind": "security", "scope": "global",
-/// "visibility": "Private"}`. Deserialization reads `value`; the rest is derived.
+/// "system_created": false, "app_basic": false, "app_query": false, "visibility": "Private"}`.
+/// Deserialization reads `value`; the rest is derived.
 impl Serialize for GroupType {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         GroupTypeJson {
             value: self.as_i32(),
             kind: self.kind(),
             scope: self.scope(),
+            system_created: self.system_created(),
+            app_basic: self.app_basic(),
+            app_query: self.app_query(),
             visibility: self.visibility(),
         }
         .serialize(serializer)
@@ -198,7 +223,7 @@ mod tests {
             (
                 "-2147483643",
                 GroupKind::Security,
-                GroupScope::Builtin,
+                GroupScope::DomainLocal,
                 Visibility::System,
             ),
             (
@@ -242,8 +267,28 @@ mod tests {
         }
         assert_eq!(
             serde_json::to_value(GroupType::parse("-2147483646").unwrap()).unwrap(),
-            serde_json::json!({"value": -2147483646, "kind": "security", "scope": "global", "visibility": "Private"})
+            serde_json::json!({"value": -2147483646, "kind": "security", "scope": "global",
+                "system_created": false, "app_basic": false, "app_query": false,
+                "visibility": "Private"})
         );
+    }
+
+    #[test]
+    fn builtin_groups_keep_their_scope_and_say_the_system_created_them() {
+        // BUILTIN\Administrators, Guests, Account Operators…: 0x80000005.
+        let builtin = GroupType::parse("-2147483643").unwrap();
+        assert_eq!(builtin.scope(), GroupScope::DomainLocal);
+        assert!(builtin.system_created());
+        assert!(!builtin.app_basic() && !builtin.app_query());
+        // An Authorization Manager query group (0x80000024): domain local, app_query.
+        let query = GroupType::from_bits(0x8000_0024);
+        assert_eq!(query.scope(), GroupScope::DomainLocal);
+        assert!(query.app_query() && !query.app_basic() && !query.system_created());
+        let basic = GroupType::from_bits(0x8000_0014);
+        assert!(basic.app_basic() && !basic.app_query());
+        let json = serde_json::to_value(builtin).unwrap();
+        assert_eq!(json["scope"], "domain_local");
+        assert_eq!(json["system_created"], true);
     }
 
     #[test]
@@ -261,9 +306,9 @@ mod tests {
             prop_assert_eq!(gt.kind() == GroupKind::Security, value < 0);
             let json = serde_json::to_string(&gt).unwrap();
             prop_assert_eq!(serde_json::from_str::<GroupType>(&json).unwrap(), gt);
-            if gt.scope() == GroupScope::Unknown {
-                prop_assert!((value as u32 & 0xE).count_ones() != 1);
-            }
+            let scope_bits = value as u32 & 0xE;
+            prop_assert_eq!(gt.scope() == GroupScope::Unknown, scope_bits.count_ones() != 1);
+            prop_assert_eq!(gt.system_created(), value & 1 != 0);
         }
     }
 }

@@ -178,7 +178,7 @@ pub fn decode_generalized_time(text: &str) -> Result<Option<DateTime<Utc>>, Time
             return Err(bad());
         }
         // Nanosecond precision: digits past the ninth are dropped.
-        let digits = &text[start..pos.min(start + 9)];
+        let digits = text.get(start..pos.min(start + 9)).ok_or_else(bad)?;
         let mut value: i64 = digits.parse().map_err(|_| bad())?;
         for _ in digits.len()..9 {
             value *= 10;

@@ -61,8 +61,7 @@ impl std::fmt::Display for BindFailure {
 pub fn data_code(diagnostic: &str) -> Option<String> {
     let lower = diagnostic.to_ascii_lowercase();
     let mut rest = lower.as_str();
-    while let Some(at) = rest.find("data ") {
-        let after = &rest[at + 5..];
+    while let Some((_, after)) = rest.split_once("data ") {
         let code: String = after
             .chars()
             .take_while(|c| c.is_ascii_hexdigit())

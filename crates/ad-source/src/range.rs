@@ -26,9 +26,9 @@ pub struct Range {
 /// name carries no range option.
 pub fn parse_range(name: &str) -> Option<Range> {
     let lower = name.to_ascii_lowercase();
-    let at = lower.find(";range=")?;
-    let attribute = name[..at].to_owned();
-    let spec = &lower[at + ";range=".len()..];
+    let (attribute, spec) = lower.split_once(";range=")?;
+    // The attribute keeps its spelling: ASCII lowercasing kept every byte offset.
+    let attribute = name.get(..attribute.len())?.to_owned();
     // Other options may follow (";binary"); the range is up to the next ';'.
     let spec = spec.split(';').next().unwrap_or(spec);
     let (low, high) = spec.split_once('-')?;

@@ -1097,7 +1097,7 @@ impl<'e> Cycle<'e> {
 fn tombstone_rdn(dn: &str) -> Option<String> {
     ["\\0ADEL:", "\\0aDEL:", "\nDEL:", "\0ADEL:"]
         .iter()
-        .find_map(|marker| dn.find(marker).map(|at| dn[..at].to_owned()))
+        .find_map(|marker| dn.split_once(marker).map(|(rdn, _)| rdn.to_owned()))
 }
 
 /// Members added or removed between two member lists (all of both when `all`), compared

@@ -1175,7 +1175,7 @@ fn first_rdn(dn: &str) -> Option<&str> {
     for (i, c) in dn.char_indices() {
         match c {
             '\\' if !escaped => escaped = true,
-            ',' if !escaped => return Some(&dn[..i]),
+            ',' if !escaped => return dn.get(..i),
             _ => escaped = false,
         }
     }

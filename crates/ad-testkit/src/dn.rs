@@ -21,10 +21,10 @@ pub(crate) fn parse(dn: &str) -> Result<Vec<Rdn>> {
     }
     let mut out = Vec::new();
     for component in split_unescaped(dn, ',') {
-        let Some(eq) = find_unescaped(component, '=') else {
+        let Some((attr, value)) = split_once_unescaped(component, '=') else {
             return Err(invalid("an RDN has no '='"));
         };
-        let attr = component[..eq].trim();
+        let attr = attr.trim();
         if attr.is_empty()
             || !attr
                 .chars()
@@ -32,7 +32,7 @@ pub(crate) fn parse(dn: &str) -> Result<Vec<Rdn>> {
         {
             return Err(invalid("bad attribute type in an RDN"));
         }
-        let raw = trim_unescaped(&component[eq + 1..]);
+        let raw = trim_unescaped(value);
         let value = unescape(raw).ok_or_else(|| invalid("bad escape in an RDN value"))?;
         if value.is_empty() {
             return Err(invalid("empty RDN value"));
@@ -134,15 +134,16 @@ fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
         } else if c == '\\' {
             escaped = true;
         } else if c == sep {
-            parts.push(&s[start..i]);
+            parts.push(s.get(start..i).unwrap_or_default());
             start = i + c.len_utf8();
         }
     }
-    parts.push(&s[start..]);
+    parts.push(s.get(start..).unwrap_or_default());
     parts
 }
 
-fn find_unescaped(s: &str, target: char) -> Option<usize> {
+/// `s` split around the first `target` that is not escaped by a backslash.
+fn split_once_unescaped(s: &str, target: char) -> Option<(&str, &str)> {
     let mut escaped = false;
     for (i, c) in s.char_indices() {
         if escaped {
@@ -150,7 +151,7 @@ fn find_unescaped(s: &str, target: char) -> Option<usize> {
         } else if c == '\\' {
             escaped = true;
         } else if c == target {
-            return Some(i);
+            return Some((s.get(..i)?, s.get(i + c.len_utf8()..)?));
         }
     }
     None
@@ -158,34 +159,21 @@ fn find_unescaped(s: &str, target: char) -> Option<usize> {
 
 /// Trims surrounding spaces, keeping a trailing space that is escaped.
 fn trim_unescaped(s: &str) -> &str {
-    let s = s.trim_start();
-    let mut end = s.len();
-    while end > 0 && s.as_bytes().get(end - 1) == Some(&b' ') {
-        // Count backslashes before this space.
-        let backslashes = s.as_bytes()[..end - 1]
-            .iter()
-            .rev()
-            .take_while(|&&b| b == b'\\')
-            .count();
+    let mut s = s.trim_start();
+    while let Some(before) = s.strip_suffix(' ') {
+        // An odd number of backslashes before this space escapes it.
+        let backslashes = before.bytes().rev().take_while(|&b| b == b'\\').count();
         if backslashes % 2 == 1 {
             break;
         }
-        end -= 1;
+        s = before;
     }
-    &s[..end]
+    s
 }
 
 /// The normalized parent of a normalized DN (`""` for a single RDN).
 pub(crate) fn parent_of_normalized(norm: &str) -> &str {
-    let parts = first_unescaped_comma(norm);
-    match parts {
-        Some(i) => &norm[i + 1..],
-        None => "",
-    }
-}
-
-fn first_unescaped_comma(s: &str) -> Option<usize> {
-    find_unescaped(s, ',')
+    split_once_unescaped(norm, ',').map_or("", |(_, parent)| parent)
 }
 
 /// Whether normalized `dn` equals or lies under normalized `base`.

@@ -187,8 +187,7 @@ fn value_equals(attr: &str, stored: &[u8], assertion: &str) -> bool {
 /// The value of a DN's first RDN (`Person` of `CN=Person,CN=Schema,...`), cheaply.
 fn first_rdn_value(dn_text: &str) -> Option<Cow<'_, str>> {
     let (_, rest) = dn_text.split_once('=')?;
-    let end = rest.find(',').unwrap_or(rest.len());
-    let head = &rest[..end];
+    let head = rest.split_once(',').map_or(rest, |(head, _)| head);
     if head.contains('\\') {
         // Escapes present: take the careful path.
         let rdn = dn::parse(dn_text).ok()?.into_iter().next()?;
@@ -227,8 +226,8 @@ fn substring_matches(stored: &[u8], sub: &LdapSubstringFilter) -> bool {
     }
     for any in &sub.any {
         let any = any.to_lowercase();
-        match rest.find(any.as_str()) {
-            Some(i) => rest = &rest[i + any.len()..],
+        match rest.split_once(any.as_str()) {
+            Some((_, after)) => rest = after,
             None => return false,
         }
     }
@@ -381,23 +380,25 @@ impl FilterParser<'_> {
     }
 
     fn item(&mut self) -> Result<LdapFilter> {
-        let rest = &self.text[self.pos..];
-        let Some(end) = rest.find(')') else {
+        let rest = self.text.get(self.pos..).unwrap_or_default();
+        let Some((item, _)) = rest.split_once(')') else {
             return Err(self.error("unterminated item"));
         };
-        let item = &rest[..end];
-        let Some(eq) = item.find('=') else {
+        let end = item.len();
+        let Some((head, raw)) = item.split_once('=') else {
             return Err(self.error("item has no '='"));
         };
-        let before = item.as_bytes()[..eq].last().copied();
-        let (left, kind) = match before {
-            Some(b'~') => (&item[..eq - 1], ItemKind::Approx),
-            Some(b'>') => (&item[..eq - 1], ItemKind::Greater),
-            Some(b'<') => (&item[..eq - 1], ItemKind::Less),
-            Some(b':') => (&item[..eq - 1], ItemKind::Extensible),
-            _ => (&item[..eq], ItemKind::Equal),
+        let (left, kind) = if let Some(left) = head.strip_suffix('~') {
+            (left, ItemKind::Approx)
+        } else if let Some(left) = head.strip_suffix('>') {
+            (left, ItemKind::Greater)
+        } else if let Some(left) = head.strip_suffix('<') {
+            (left, ItemKind::Less)
+        } else if let Some(left) = head.strip_suffix(':') {
+            (left, ItemKind::Extensible)
+        } else {
+            (head, ItemKind::Equal)
         };
-        let raw = &item[eq + 1..];
         let filter = match kind {
             ItemKind::Extensible => self.extensible(left, raw)?,
             _ => {

@@ -24,8 +24,7 @@ fn components(dn: &str) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
                 _ => i += 1,
             }
         }
-        let end = end.min(rest.len());
-        let rdn = &rest[..end];
+        let rdn = rest.get(..end).unwrap_or(rest);
         rest = rest.get(end + 1..).unwrap_or("");
         let (attr, value) = rdn.split_once('=').unwrap_or(("", rdn));
         Some((attr.trim(), unescape(value.trim())))

@@ -60,8 +60,10 @@ pub(crate) async fn loopback_proxy(answer: fn(&str, &str) -> (u16, String)) -> L
                         if let Some(v) = lower.strip_prefix("content-length:") {
                             content_length = v.trim().parse().unwrap_or(0);
                         }
-                        if lower.starts_with("proxy-authorization:") {
-                            proxy_auth = header["proxy-authorization:".len()..].trim().to_owned();
+                        if let Some((name, value)) = header.split_once(':')
+                            && name.eq_ignore_ascii_case("proxy-authorization")
+                        {
+                            proxy_auth = value.trim().to_owned();
                         }
                     }
                     let mut body = vec![0u8; content_length];

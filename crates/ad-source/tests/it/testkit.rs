@@ -340,7 +340,7 @@ pub fn parent_of(dn: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'\\' => i += 2,
-            b',' => return dn[i + 1..].to_owned(),
+            b',' => return dn.get(i + 1..).unwrap_or_default().to_owned(),
             _ => i += 1,
         }
     }

@@ -124,7 +124,7 @@ pub(crate) fn platform_message(body: &[u8]) -> String {
         return "(empty body)".to_owned();
     }
     match collapsed.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &collapsed[..cut]),
+        Some((cut, _)) => format!("{}…", collapsed.get(..cut).unwrap_or_default()),
         None => collapsed,
     }
 }

@@ -21,8 +21,10 @@
 //!
 //! `groupAssetClass.type`, from `groupType`: `<KIND>_<SCOPE>` with KIND `SECURITY` (bit
 //! 0x80000000 set) or `DISTRIBUTION`, and SCOPE `GLOBAL` (0x2), `DOMAIN_LOCAL` (0x4),
-//! `UNIVERSAL` (0x8), `BUILTIN` (0x1, system-created) or `UNKNOWN` (no or several scope
-//! bits). Absent when the group has no readable `groupType`.
+//! `UNIVERSAL` (0x8) or `UNKNOWN` (no or several scope bits). A builtin group
+//! (`BUILTIN\Administrators`, 0x80000005) is `SECURITY_DOMAIN_LOCAL`: "created by the
+//! system" (0x1) is a flag, not a scope; it shows in `visibility` (`SYSTEM`). Absent when
+//! the group has no readable `groupType`.
 //!
 //! `groupAssetClass.visibility` ("function picker based on groupType lookup"), from
 //! [`ad_model::GroupType::visibility`]: `SYSTEM` for builtin (system-created) groups,
@@ -62,7 +64,6 @@ pub fn group_type(group_type: GroupType) -> String {
         GroupScope::Global => "GLOBAL",
         GroupScope::DomainLocal => "DOMAIN_LOCAL",
         GroupScope::Universal => "UNIVERSAL",
-        GroupScope::Builtin => "BUILTIN",
         GroupScope::Unknown => "UNKNOWN",
     };
     format!("{kind}_{scope}")

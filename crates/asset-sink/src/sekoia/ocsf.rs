@@ -41,7 +41,8 @@ impl UserType {
         let krbtgt = user
             .sam_account_name
             .as_deref()
-            .is_some_and(|n| n.len() >= 6 && n[..6].eq_ignore_ascii_case("krbtgt"));
+            .and_then(|n| n.get(..6))
+            .is_some_and(|head| head.eq_ignore_ascii_case("krbtgt"));
         if user.is_admin() || rid == Some(500) {
             UserType::Admin
         } else if matches!(rid, Some(501..=504)) || krbtgt {

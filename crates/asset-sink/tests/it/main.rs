@@ -348,13 +348,11 @@ mod mapping_doc {
 
     /// Backticked paths in the doc's table rows that start with `prefix`.
     fn documented(doc: &str, section: &str, next: &str, prefix: &str) -> BTreeSet<String> {
-        let start = doc.find(section).unwrap();
-        let end = doc[start..]
-            .find(next)
-            .map(|i| start + i)
-            .unwrap_or(doc.len());
-        doc[start..end]
-            .lines()
+        let (_, from_section) = doc.split_once(section).unwrap();
+        let body = from_section
+            .split_once(next)
+            .map_or(from_section, |(body, _)| body);
+        body.lines()
             .filter(|line| line.starts_with('|'))
             .flat_map(|line| {
                 line.split('`')
