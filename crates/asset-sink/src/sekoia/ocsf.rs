@@ -119,6 +119,8 @@ struct OcsfUser<'a> {
     groups: Vec<OcsfGroup<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     org: Option<Org<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ldap_person: Option<LdapPerson<'a>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -137,12 +139,42 @@ struct OcsfGroup<'a> {
     uid: Option<String>,
 }
 
+/// OCSF `organization`. Its `name` is required (the Sekoia SDK's `Organization.name: str`):
+/// it is the user's `company`, and the object is sent only when there is one.
 #[derive(Debug, Serialize)]
 struct Org<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
+    name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     ou_name: Option<Cow<'a, str>>,
+}
+
+/// OCSF `ldap_person`: the directory's person attributes. Every field is optional; the
+/// object is sent when at least one is present.
+#[derive(Debug, Serialize)]
+struct LdapPerson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_title: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    department: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    employee_uid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    given_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    surname: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    office_location: Option<&'a str>,
+}
+
+impl LdapPerson<'_> {
+    fn is_empty(&self) -> bool {
+        self.job_title.is_none()
+            && self.department.is_none()
+            && self.employee_uid.is_none()
+            && self.given_name.is_none()
+            && self.surname.is_none()
+            && self.office_location.is_none()
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -216,12 +248,22 @@ pub fn user_inventory_info(user: &User, sync_time: DateTime<Utc>) -> UserInvento
             uid: g.sid.map(|s| s.to_string()),
         })
         .collect();
-    let company = nonempty(&user.company);
-    let ou = dn::first_ou(&user.dn);
-    let org = (company.is_some() || ou.is_some()).then_some(Org {
-        name: company,
-        ou_name: ou,
+    // An organisation needs a name: the company. The OU alone is not one (an OU is a
+    // container in the directory, not an organisation), so without a company no `org` is
+    // sent rather than one the platform refuses.
+    let org = nonempty(&user.company).map(|name| Org {
+        name,
+        ou_name: dn::first_ou(&user.dn),
     });
+    let ldap_person = LdapPerson {
+        job_title: nonempty(&user.title),
+        department: nonempty(&user.department),
+        employee_uid: nonempty(&user.employee_id).or(nonempty(&user.employee_number)),
+        given_name: nonempty(&user.given_name),
+        surname: nonempty(&user.surname),
+        office_location: nonempty(&user.office),
+    };
+    let ldap_person = (!ldap_person.is_empty()).then_some(ldap_person);
     UserInventoryInfo {
         activity_id: 2,
         activity_name: "Collect",
@@ -255,6 +297,7 @@ pub fn user_inventory_info(user: &User, sync_time: DateTime<Utc>) -> UserInvento
             account,
             groups,
             org,
+            ldap_person,
         },
         enrichments: [Enrichment {
             name: "login",
