@@ -60,6 +60,7 @@
 #![deny(missing_docs)]
 
 mod deleted;
+pub mod dn;
 mod entry;
 mod group;
 mod group_type;

@@ -81,23 +81,10 @@ fn dn_key(dn: &str) -> String {
     dn.trim().to_lowercase()
 }
 
-/// The value of the first RDN (`CN=GG Sales\, EMEA,OU=…` → `GG Sales, EMEA`).
+/// The value of the first RDN (`CN=GG Sales\, EMEA,OU=…` → `GG Sales, EMEA`), escapes and
+/// hex pairs decoded.
 pub fn rdn_value(dn: &str) -> Option<String> {
-    let (_, rest) = dn.split_once('=')?;
-    let mut out = String::new();
-    let mut chars = rest.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    out.push(n);
-                }
-            }
-            ',' | '+' => break,
-            c => out.push(c),
-        }
-    }
-    Some(out).filter(|s| !s.is_empty())
+    ad_model::dn::rdn_value(dn).map(std::borrow::Cow::into_owned)
 }
 
 impl GroupIndex {

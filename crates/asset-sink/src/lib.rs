@@ -56,7 +56,6 @@
 #![deny(missing_docs)]
 
 mod change;
-mod dn;
 mod error;
 pub mod http;
 pub mod jsonl;

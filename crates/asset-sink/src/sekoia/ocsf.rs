@@ -10,7 +10,7 @@ use ad_model::{GroupRef, User};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::dn;
+use ad_model::dn;
 
 /// OCSF schema version we write (`metadata.version`), as Sekoia's own connectors do.
 pub const OCSF_VERSION: &str = "1.6.0";
@@ -208,7 +208,21 @@ fn group_name(group: &GroupRef) -> Cow<'_, str> {
     if let Some(name) = group.sid.and_then(|s| s.well_known_name()) {
         return Cow::Borrowed(name);
     }
-    dn::rdn_value(&group.dn).unwrap_or(Cow::Borrowed(group.dn.as_str()))
+    dn::rdn_value(&group.dn)
+        .and_then(trimmed)
+        .unwrap_or(Cow::Borrowed(group.dn.as_str()))
+}
+
+/// A value from a DN, without surrounding whitespace; `None` when nothing is left.
+fn trimmed(value: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        None
+    } else if trimmed.len() == value.len() {
+        Some(value)
+    } else {
+        Some(Cow::Owned(trimmed.to_owned()))
+    }
 }
 
 /// Map a user. `sync_time` becomes the event's `time`.
@@ -253,7 +267,7 @@ pub fn user_inventory_info(user: &User, sync_time: DateTime<Utc>) -> UserInvento
     // sent rather than one the platform refuses.
     let org = nonempty(&user.company).map(|name| Org {
         name,
-        ou_name: dn::first_ou(&user.dn),
+        ou_name: dn::first_ou(&user.dn).and_then(trimmed),
     });
     let ldap_person = LdapPerson {
         job_title: nonempty(&user.title),

@@ -15,6 +15,9 @@ use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+mod platform_models;
+mod unicode;
+
 const API_KEY: &str = "SEKOIA-APIKEY-7f3a9c";
 const QUALYS_PASSWORD: &str = "QUALYS-PASSWORD-4b8e1d";
 const OAUTH_SECRET: &str = "OAUTH-SECRET-92c6aa";
