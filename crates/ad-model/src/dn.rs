@@ -43,7 +43,10 @@ pub fn components(dn: &str) -> impl Iterator<Item = Rdn<'_>> {
 /// The value of the first RDN (`CN=GG Sales\, EMEA,OU=…` → `GG Sales, EMEA`); `None` when
 /// empty.
 pub fn rdn_value(dn: &str) -> Option<Cow<'_, str>> {
-    components(dn).next().map(|r| r.value).filter(|v| !v.is_empty())
+    components(dn)
+        .next()
+        .map(|r| r.value)
+        .filter(|v| !v.is_empty())
 }
 
 /// The value of the first `OU=` component (the object's nearest organizational unit).
@@ -115,10 +118,7 @@ fn split_unescaped<'a>(text: &'a str, separators: &[char]) -> (&'a str, Option<&
         } else if c == '\\' {
             escaped = true;
         } else if separators.contains(&c) {
-            return (
-                text.get(..i).unwrap_or(text),
-                text.get(i + c.len_utf8()..),
-            );
+            return (text.get(..i).unwrap_or(text), text.get(i + c.len_utf8()..));
         }
     }
     (text, None)
@@ -162,10 +162,16 @@ mod tests {
         assert_eq!(rdn_value(r"CN=trail\ ,DC=a").as_deref(), Some("trail "));
         assert_eq!(rdn_value(r"CN=trail\20,DC=a").as_deref(), Some("trail "));
         assert_eq!(rdn_value(r"CN=Ren\C3\A9e,DC=a").as_deref(), Some("Renée"));
-        assert_eq!(rdn_value(r"CN=line\0Abreak,DC=a").as_deref(), Some("line\nbreak"));
+        assert_eq!(
+            rdn_value(r"CN=line\0Abreak,DC=a").as_deref(),
+            Some("line\nbreak")
+        );
         assert_eq!(rdn_value(r"CN=a\\,DC=b").as_deref(), Some(r"a\"));
         assert_eq!(rdn_value(r"CN = spaced  ,DC=a").as_deref(), Some("spaced"));
-        assert_eq!(rdn_value(r"CN=Zoë Ångström,DC=a").as_deref(), Some("Zoë Ångström"));
+        assert_eq!(
+            rdn_value(r"CN=Zoë Ångström,DC=a").as_deref(),
+            Some("Zoë Ångström")
+        );
         // Invalid UTF-8 in hex pairs: replaced, not a panic.
         assert_eq!(rdn_value(r"CN=\FF,DC=a").as_deref(), Some("\u{fffd}"));
         // A dangling backslash is dropped.

@@ -95,6 +95,7 @@ pub use checkpoint::Checkpoint;
 pub use config::{SearchScope, SourceConfig, Transport};
 pub use error::SourceError;
 pub use membership::{GroupIndex, MembersIndex};
+pub use objects::ChangedGroups;
 pub use probe::{ProbeOutcome, ProbeReport, ProbeStep, ProbeStepKind};
 pub use root_dse::RootDse;
 pub use session::Counters;

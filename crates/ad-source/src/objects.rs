@@ -2,9 +2,10 @@
 
 use ad_model::{Decoded, Group, User};
 
+use crate::checkpoint::Checkpoint;
 use crate::error::SourceError;
 use crate::membership::GroupIndex;
-use crate::paging::{PagedReader, SearchSpec};
+use crate::paging::{Item, PagedReader, SearchSpec};
 use crate::session::{Counters, Session};
 use crate::sync::{
     Emitter, Source, SourceEvent, emit_group, emit_user, next_complete, read_group_index, skip,
@@ -70,6 +71,27 @@ impl Source {
             .collect())
     }
 
+    /// The groups in scope whose `uSNChanged` is above `since.usn` on the DC `since` names:
+    /// (DN, `uSNChanged`) each. One paged search on the indexed `uSNChanged`, DNs only.
+    ///
+    /// This is how a consumer finds the groups that changed *while it was reading*: a group
+    /// read before a member was added to it, and the member read after, disagree; the group
+    /// must be read again for the two to agree.
+    ///
+    /// USNs are per DC and per database: when the connection lands on another DC, or the
+    /// same DC restored from a backup, the answer would compare unrelated numbers, so it is
+    /// an error ([`SourceError::DcChanged`]).
+    pub async fn groups_changed_since(
+        &self,
+        since: &Checkpoint,
+    ) -> Result<ChangedGroups, SourceError> {
+        let mut session = Session::open(self.config_arc()).await?;
+        let result = groups_changed_in(&mut session, since).await;
+        let conn = session.conn.clone();
+        conn.close().await;
+        result
+    }
+
     async fn read(&self, dns: &[String], kinds: Kinds) -> Result<Vec<SourceEvent>, SourceError> {
         if dns.is_empty() {
             return Ok(Vec::new());
@@ -116,6 +138,55 @@ async fn read_objects_in(
         out.send(SourceEvent::Warning { message }).await?;
     }
     Ok(out.into_events())
+}
+
+/// The answer of [`Source::groups_changed_since`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangedGroups {
+    /// (DN, `uSNChanged`) of each group changed since the given USN.
+    pub groups: Vec<(String, u64)>,
+    /// Why the list may miss groups (a page without the paged-results control, a size or
+    /// time limit); empty when it is complete.
+    pub incomplete: Vec<String>,
+}
+
+async fn groups_changed_in(
+    session: &mut Session,
+    since: &Checkpoint,
+) -> Result<ChangedGroups, SourceError> {
+    if !session.pin.0.eq_ignore_ascii_case(&since.dc_host) || session.pin.1 != since.invocation_id {
+        return Err(SourceError::DcChanged {
+            url: session.config.url.clone(),
+            expected: format!("{} (invocationId {})", since.dc_host, since.invocation_id),
+            found: format!("{} (invocationId {})", session.pin.0, session.pin.1),
+        });
+    }
+    let above = since.usn.saturating_add(1);
+    let spec = SearchSpec {
+        base: session.base_dn(),
+        scope: session.config.scope.to_ldap(),
+        filter: format!("(&{}(uSNChanged>={above}))", session.config.group_filter),
+        attrs: vec!["uSNChanged".to_owned()],
+        show_deleted: false,
+        what: "the groups changed during the read",
+    };
+    let mut changed = ChangedGroups::default();
+    let mut reader = PagedReader::new(session, spec);
+    while let Some(item) = reader.next(session).await? {
+        if let Item::Entry(entry) = item {
+            let usn = entry
+                .first("uSNChanged")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            match usn {
+                Some(usn) => changed.groups.push((entry.dn().to_owned(), usn)),
+                // Unreadable: report it as changed at the highest USN, so it is re-read.
+                None => changed.groups.push((entry.dn().to_owned(), u64::MAX)),
+            }
+        }
+    }
+    changed.incomplete = truncation(&session.counters).incomplete_reasons();
+    Ok(changed)
 }
 
 /// Only the counters that mean entries may be missing.

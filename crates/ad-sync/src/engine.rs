@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ad_model::{Decoded, Deleted, Group, Guid, ObjectKind, User};
-use ad_source::{DeltaOutcome, Source, SourceEvent, SyncRun, SyncSummary};
+use ad_source::{Checkpoint, DeltaOutcome, Source, SourceEvent, SyncRun, SyncSummary};
 use asset_sink::{Capabilities, Change, Deletion, Sink, SyncInfo, SyncMode};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -246,6 +246,11 @@ struct Cycle<'e> {
     /// highestCommittedUSN when this cycle started reading: an object with a higher
     /// uSNChanged changed while the cycle was reading.
     h0: u64,
+    /// The DC and USN this cycle reads from (`h0` on the run's DC).
+    position: Option<Checkpoint>,
+    /// Groups read in this cycle (lower-case DN) → the `uSNChanged` they were read with: one
+    /// that changed after it was read is read again (see `catch_up`).
+    group_usns: HashMap<String, u64>,
     report: CycleReport,
     /// Full sync: objects read and not yet marked in the store.
     unmarked: Vec<Guid>,
@@ -306,6 +311,8 @@ impl<'e> Cycle<'e> {
             stored,
             read_at,
             h0: 0,
+            position: None,
+            group_usns: HashMap::new(),
             report: CycleReport {
                 mode: mode_name(mode),
                 ..CycleReport::default()
@@ -335,6 +342,11 @@ impl<'e> Cycle<'e> {
         // 1. The directory's changes (or everything). Objects an unfinished cycle left in
         // doubt are read again at the end, whatever this read returns.
         self.h0 = run.root_dse.highest_committed_usn;
+        self.position = Some(Checkpoint {
+            dc_host: run.root_dse.dns_host_name.clone(),
+            invocation_id: run.root_dse.invocation_id,
+            usn: self.h0,
+        });
         self.reread.extend(self.store.in_doubt()?);
         while let Some(event) = run.next_event().await {
             self.event(event).await?;
@@ -488,6 +500,9 @@ impl<'e> Cycle<'e> {
         self.observer.object_read(ObjectKind::Group);
         note_warnings(&mut self.report, &decoded.record.dn, &decoded.warnings);
         let group = decoded.record;
+        if let Some(usn) = group.usn_changed {
+            self.group_usns.insert(group.dn.to_ascii_lowercase(), usn);
+        }
         self.note_read(
             group.object_guid,
             &group.dn,
@@ -740,10 +755,58 @@ impl<'e> Cycle<'e> {
         // A re-read group that changed during this cycle adds its members to re-read, and
         // so on; a few rounds settle what changes while we read.
         for _ in 0..LINK_ROUNDS {
+            self.catch_up().await?;
             if self.reread.is_empty() && self.held_groups.is_empty() {
                 break;
             }
             self.linked_round().await?;
+        }
+        Ok(())
+    }
+
+    /// Groups that changed after this cycle read them are read again. A group read before a
+    /// member was added, and the member read after, disagree: the member was sent with the
+    /// group, the group's member list without the member. Nothing is wrong on the platform
+    /// yet, but the stored member list is the base the next delta compares with: if the
+    /// member is removed again before then, the next delta sees no difference and the member
+    /// keeps the group on the platform for good. Re-reading the group here makes the stored
+    /// list agree with the directory (and re-reads the members it changed).
+    async fn catch_up(&mut self) -> Result<(), CycleError> {
+        let Some(position) = self.position.clone() else {
+            return Ok(());
+        };
+        if self.group_usns.is_empty() {
+            return Ok(());
+        }
+        let changed = match self.source.groups_changed_since(&position).await {
+            Ok(changed) => changed,
+            Err(e @ ad_source::SourceError::DcChanged { .. }) => {
+                self.hold_checkpoint("the domain controller changed during the cycle");
+                self.warning(e.to_string());
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !changed.incomplete.is_empty() {
+            self.hold_checkpoint("the search for groups changed during the read ended early");
+            for message in changed.incomplete {
+                self.warning(message);
+            }
+        }
+        let stale: Vec<String> = changed
+            .groups
+            .into_iter()
+            .filter(|(dn, usn)| {
+                self.group_usns
+                    .get(&dn.to_ascii_lowercase())
+                    .is_some_and(|read| usn > read)
+            })
+            .map(|(dn, _)| dn)
+            .collect();
+        if !stale.is_empty() {
+            tracing::debug!(groups = stale.len(), "groups changed after they were read");
+            self.store.add_reread(&stale)?;
+            self.reread.extend(stale);
         }
         Ok(())
     }

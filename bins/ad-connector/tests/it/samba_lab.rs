@@ -655,3 +655,187 @@ fn samba_lab_account_expiring_between_two_deltas_is_sent_expired() {
         text(&delta)
     );
 }
+
+/// `scripts/platform-models validate <kind> <file>`: the Sekoia SDK's model or our Qualys
+/// schema; panics with the report when a record is refused.
+fn validate_with_platform_models(kind: &str, file: &Path) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/platform-models");
+    let output = Command::new(script)
+        .args(["validate", kind])
+        .arg(file)
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{kind} refused:\n{report}");
+    report
+}
+
+/// Every request body a mock platform received at `path_suffix`, as JSON Lines in `file`.
+fn capture(
+    requests: &[wiremock::Request],
+    path_suffix: &str,
+    file: &Path,
+) -> Vec<serde_json::Value> {
+    let bodies: Vec<serde_json::Value> = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with(path_suffix))
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let lines: Vec<String> = bodies.iter().map(|b| b.to_string()).collect();
+    std::fs::write(file, lines.join("\n")).unwrap();
+    bodies
+}
+
+/// Non-ASCII `sAMAccountName`, `cn` and OU name, synced end to end through each sink; and
+/// every payload of a full sync of the whole lab passes the platforms' own models (the Sekoia
+/// SDK's `UserOCSFModel`, our Qualys schema).
+#[tokio::test(flavor = "multi_thread")]
+async fn samba_lab_non_ascii_names_reach_every_sink_and_every_payload_passes_the_platform_models() {
+    let lab = lab();
+    let tag = unique();
+    let ou_name = format!("Équipe Ünïcødé 李 {tag}");
+    let ou = format!("OU={ou_name},{}", lab.base_dn);
+    let _cleanup = Cleanup(&lab, ou.clone());
+    let company = "Société Générale — Ünïcødé";
+    // (cn, sAMAccountName): byte 6 of each name falls inside a character (the krbtgt check
+    // used to slice there and crash).
+    let people = [
+        (format!("Thérèse Ørsted {tag}"), format!("thérèse{tag}")),
+        (format!("Peter Öberg {tag}"), format!("peterö{tag}")),
+        (format!("李雷 {tag}"), format!("李雷{tag}")),
+        (format!("Ωmega 🎉 {tag}"), format!("ωmega{tag}")),
+    ];
+    let group = format!("Grüppe 🎉 {tag}");
+    let mut ldif = format!("dn: {ou}\nobjectClass: organizationalUnit\n\n");
+    for (cn, sam) in &people {
+        ldif.push_str(&format!(
+            "dn: CN={cn},{ou}\nobjectClass: user\nsAMAccountName: {sam}\ndisplayName: {cn}\ncompany: {company}\ntitle: Ingénieure en chef\n\n"
+        ));
+    }
+    ldif.push_str(&format!(
+        "dn: CN={group},{ou}\nobjectClass: group\nsAMAccountName: grüppe{tag}\nmember: CN={},{ou}\nmember: CN={},{ou}\n\n",
+        people[0].0, people[2].0
+    ));
+    lab.ldif("ldapadd", &ldif);
+
+    // JSONL: the canonical records carry the names exactly.
+    let dir = tempfile::tempdir().unwrap();
+    let config = lab.config(dir.path(), &ou, &jsonl_sink(dir.path()));
+    let output = run(&config, &["sync"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let lines = outbox_lines(&dir.path().join("outbox.jsonl"));
+    for (cn, sam) in &people {
+        let record = lines
+            .iter()
+            .map(|l| &l["record"])
+            .find(|r| r["sam_account_name"] == sam.as_str())
+            .unwrap_or_else(|| panic!("{sam} not in the outbox: {lines:#?}"));
+        assert_eq!(record["name"], cn.as_str());
+        assert_eq!(record["dn"], format!("CN={cn},{ou}").as_str());
+    }
+    assert!(
+        lines.iter().any(|l| l["record"]["name"] == group.as_str()),
+        "{group} not in the outbox"
+    );
+
+    // Sekoia: a full sync of the whole lab, every item through the SDK's model.
+    let server = MockServer::start().await;
+    accept_all(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = lab.config(dir.path(), &lab.base_dn, &sekoia_sink(&server, 30));
+    let output = run_async(&config, &["sync"]).await;
+    assert!(output.status.success(), "{}", text(&output));
+    let captured = dir.path().join("sekoia.jsonl");
+    let bodies = capture(&server.received_requests().await.unwrap(), "", &captured);
+    let report = validate_with_platform_models("sekoia", &captured);
+    eprintln!("{report}");
+    let items: Vec<&serde_json::Value> = bodies
+        .iter()
+        .flat_map(|b| b["items"].as_array().unwrap())
+        .collect();
+    assert!(items.len() > people.len(), "the whole lab: {}", items.len());
+    for (cn, sam) in &people {
+        let item = items
+            .iter()
+            .find(|i| i["user"]["name"] == sam.as_str())
+            .unwrap_or_else(|| panic!("{sam} was not sent to Sekoia"));
+        assert_eq!(item["user"]["display_name"], cn.as_str());
+        assert_eq!(item["user"]["org"]["name"], company);
+        assert_eq!(item["user"]["org"]["ou_name"], ou_name.as_str());
+        assert_eq!(
+            item["user"]["ldap_person"]["job_title"],
+            "Ingénieure en chef"
+        );
+    }
+    let first = items
+        .iter()
+        .find(|i| i["user"]["name"] == people[0].1.as_str())
+        .unwrap();
+    assert!(
+        first["user"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == group.as_str()),
+        "{first:#}"
+    );
+
+    // Qualys: the same full sync, every body through our schema.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/auth$"))
+        .respond_with(ResponseTemplate::new(201).set_body_string("e2e-token"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex("/sync$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = format!(
+        "[sink]\nkind = \"qualys\"\n[sink.qualys]\ngateway_url = {:?}\ncustomer_uuid = \"35664649-0000-4000-8000-0e54079e1ee9\"\nconnection_uuid = \"6ec6ac85-0000-4000-8000-558f378caa2b\"\nprofile_uuid = \"a4ab0242-0000-4000-8000-f62c67093a56\"\n[sink.qualys.auth]\ntype = \"BASIC\"\nusername = \"api_user\"\npassword = \"e2e-SECRET\"\n",
+        server.uri()
+    );
+    let config = lab.config(dir.path(), &lab.base_dn, &sink);
+    let output = run_async(&config, &["sync"]).await;
+    assert!(output.status.success(), "{}", text(&output));
+    let captured = dir.path().join("qualys.jsonl");
+    let bodies = capture(
+        &server.received_requests().await.unwrap(),
+        "/sync",
+        &captured,
+    );
+    let report = validate_with_platform_models("qualys", &captured);
+    eprintln!("{report}");
+    let assets: Vec<&serde_json::Value> = bodies
+        .iter()
+        .flat_map(|b| b["assetData"].as_array().unwrap())
+        .collect();
+    for (cn, _) in &people {
+        assert!(
+            assets
+                .iter()
+                .any(|a| a["asset"]["assetDetail"]["userAssetClass"]["name"] == cn.as_str()),
+            "{cn} was not sent to Qualys"
+        );
+    }
+    let builtin = assets
+        .iter()
+        .find(|a| a["asset"]["assetHeader"]["externalAssetId"] == "S-1-5-32-544")
+        .expect("BUILTIN\\Administrators was sent");
+    assert_eq!(
+        builtin["asset"]["assetDetail"]["groupAssetClass"]["type"],
+        "SECURITY_DOMAIN_LOCAL"
+    );
+    assert!(
+        assets
+            .iter()
+            .any(|a| a["asset"]["assetDetail"]["groupAssetClass"]["name"] == group.as_str()),
+        "{group} was not sent to Qualys"
+    );
+}

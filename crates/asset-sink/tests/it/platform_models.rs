@@ -156,7 +156,10 @@ fn the_validators_refuse_what_the_platforms_would_refuse() {
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success(), "{text}");
-    assert!(text.contains("item.user.nickname: not in the model"), "{text}");
+    assert!(
+        text.contains("item.user.nickname: not in the model"),
+        "{text}"
+    );
 
     let body = qualys().encode(&testing::batch()).unwrap().remove(0);
     let mut body: serde_json::Value = serde_json::from_slice(&body).unwrap();

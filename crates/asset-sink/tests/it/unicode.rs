@@ -115,7 +115,10 @@ fn user(t: &Texts, n: u32) -> User {
         testing::BASE
     );
     let entry = RawEntry::new(dn)
-        .with("objectClass", ["top", "person", "organizationalPerson", "user"])
+        .with(
+            "objectClass",
+            ["top", "person", "organizationalPerson", "user"],
+        )
         .with("objectGUID", [testing::guid(n).to_bytes().to_vec()])
         .with("objectSid", [testing::sid(10_000 + n).to_bytes()])
         .with("sAMAccountName", [t.sam.as_str()])
@@ -141,7 +144,11 @@ fn user(t: &Texts, n: u32) -> User {
         .expect("a user with text attributes decodes")
         .record;
     user.groups = vec![GroupRef {
-        dn: format!("CN={},OU=Groups,{}", escape_rdn_value(&t.group), testing::BASE),
+        dn: format!(
+            "CN={},OU=Groups,{}",
+            escape_rdn_value(&t.group),
+            testing::BASE
+        ),
         sid: Some(testing::sid(20_000 + n)),
         name: Some(t.group.clone()),
         primary: false,
@@ -191,10 +198,16 @@ fn check_user(t: &Texts, n: u32) -> Result<(), TestCaseError> {
         prop_assert_eq!(at(&event, "/user/org/ou_name"), shown(&t.ou));
     }
     prop_assert_eq!(at(&event, "/user/ldap_person/job_title"), shown(&t.title));
-    prop_assert_eq!(at(&event, "/user/ldap_person/department"), shown(&t.department));
+    prop_assert_eq!(
+        at(&event, "/user/ldap_person/department"),
+        shown(&t.department)
+    );
     prop_assert_eq!(at(&event, "/user/ldap_person/given_name"), shown(&t.given));
     prop_assert_eq!(at(&event, "/user/ldap_person/surname"), shown(&t.surname));
-    prop_assert_eq!(at(&event, "/user/ldap_person/office_location"), shown(&t.office));
+    prop_assert_eq!(
+        at(&event, "/user/ldap_person/office_location"),
+        shown(&t.office)
+    );
     match shown(&t.group) {
         Some(name) => prop_assert_eq!(at(&event, "/user/groups/0/name"), Some(name)),
         // A blank name falls back to the DN's RDN value: still a name.
@@ -223,7 +236,12 @@ fn check_user(t: &Texts, n: u32) -> Result<(), TestCaseError> {
         ("currentAddress/country", &t.country),
         ("currentAddress/streetAddress", &t.street),
     ] {
-        prop_assert_eq!(at(&asset, &format!("{class}/{key}")), shown(value), "{}", key);
+        prop_assert_eq!(
+            at(&asset, &format!("{class}/{key}")),
+            shown(value),
+            "{}",
+            key
+        );
     }
 
     // JSONL: the canonical record round-trips exactly.
@@ -232,7 +250,8 @@ fn check_user(t: &Texts, n: u32) -> Result<(), TestCaseError> {
         sync: testing::sync(),
         changes: vec![Change::UpsertUser(user.clone())],
     };
-    let lines = asset_sink::jsonl::encode(&batch).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let lines =
+        asset_sink::jsonl::encode(&batch).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let text = String::from_utf8(lines).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(text.lines().count(), 1);
     let line: Value =
@@ -259,6 +278,11 @@ pub fn hostile_users(count: u32) -> Vec<User> {
     let mut runner = TestRunner::deterministic();
     let strategy = texts();
     (1..=count)
-        .map(|n| user(&strategy.new_tree(&mut runner).expect("generates").current(), n))
+        .map(|n| {
+            user(
+                &strategy.new_tree(&mut runner).expect("generates").current(),
+                n,
+            )
+        })
         .collect()
 }
