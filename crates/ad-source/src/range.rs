@@ -48,6 +48,11 @@ pub fn parse_range(name: &str) -> Option<Range> {
 /// Most follow-up reads one attribute may need (1.5 billion values at 1500 per read).
 const MAX_FOLLOW_UPS: usize = 1_000_000;
 
+/// Most values one ranged attribute may accumulate. AD's own limits are far below (a group
+/// of five million members is extreme); a server that keeps answering past this is broken
+/// or hostile, and the entry is skipped rather than the process running out of memory.
+pub const MAX_RANGED_VALUES: usize = 10_000_000;
+
 /// Fetch every missing range of every ranged attribute of `entry` and fold the values into
 /// the plain attribute. Never loses a value: a follow-up that makes no progress is an error.
 pub(crate) async fn complete_ranges(
@@ -60,7 +65,13 @@ pub(crate) async fn complete_ranges(
         .collect();
     for (name, range) in ranged {
         let mut values = entry.remove(&name).unwrap_or_default();
-        let mut next_low = range.high.map(|high| high + 1);
+        // `None` past u64::MAX: an absurd bound from the server, not a value count.
+        let mut next_low = match range.high {
+            Some(high) => Some(high.checked_add(1).ok_or_else(|| {
+                absurd(session, entry.dn(), &name)
+            })?),
+            None => None,
+        };
         let mut follow_ups = 0usize;
         while let Some(low) = next_low {
             follow_ups += 1;
@@ -93,7 +104,13 @@ pub(crate) async fn complete_ranges(
                     values.extend(more);
                     next_low = match r.high {
                         None => None,
-                        Some(h) if h >= low => Some(h + 1),
+                        Some(h) if h >= low => match h.checked_add(1) {
+                            Some(next) => Some(next),
+                            None => {
+                                let name = format!("{};range={}-{h}", r.attribute, r.low);
+                                return Err(absurd(session, entry.dn(), &name));
+                            }
+                        },
                         Some(_) => return Err(stuck()),
                     };
                 }
@@ -109,12 +126,37 @@ pub(crate) async fn complete_ranges(
             if follow_ups >= MAX_FOLLOW_UPS {
                 return Err(stuck());
             }
+            if values.len() > MAX_RANGED_VALUES {
+                return Err(SourceError::Search {
+                    host: session.conn.host().to_owned(),
+                    base: entry.dn().to_owned(),
+                    filter: "(objectClass=*)".to_owned(),
+                    result_code: 0,
+                    reason: format!(
+                        "the ranged read of {} passed {MAX_RANGED_VALUES} values, more than any real directory holds in one attribute; the server is broken or hostile, so the entry is not emitted",
+                        range.attribute
+                    ),
+                });
+            }
         }
         let mut all = entry.remove(&range.attribute).unwrap_or_default();
         all.extend(values);
         entry.set(&range.attribute, all);
     }
     Ok(())
+}
+
+/// A range bound the next index cannot follow (`member;range=0-18446744073709551615`).
+fn absurd(session: &Session, dn: &str, name: &str) -> SourceError {
+    SourceError::Search {
+        host: session.conn.host().to_owned(),
+        base: dn.to_owned(),
+        filter: "(objectClass=*)".to_owned(),
+        result_code: 0,
+        reason: format!(
+            "the server answered {name}, a range bound past the largest index; the server is broken or hostile, so the entry is not emitted"
+        ),
+    }
 }
 
 async fn fetch_range(

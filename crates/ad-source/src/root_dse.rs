@@ -139,6 +139,16 @@ pub(crate) async fn read(conn: &Connection) -> Result<RootDse, SourceError> {
     let highest_committed_usn = text(&root, "highestCommittedUSN")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .ok_or_else(|| missing("numeric highestCommittedUSN"))?;
+    // AD's USNs are signed 64-bit (LONGLONG): a larger one is not an AD USN, and a checkpoint
+    // at it would make every later delta search for changes past anything the DC can write.
+    if i64::try_from(highest_committed_usn).is_err() {
+        return Err(SourceError::RootDse {
+            host: host.clone(),
+            message: format!(
+                "highestCommittedUSN {highest_committed_usn} is larger than any Active Directory USN can be (2^63 - 1); the server is broken or not an AD domain controller"
+            ),
+        });
+    }
     let ds_service_name = text(&root, "dsServiceName").ok_or_else(|| missing("dsServiceName"))?;
     let supported_controls = root
         .values("supportedControl")

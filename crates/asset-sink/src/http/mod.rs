@@ -12,6 +12,11 @@ pub mod retries;
 
 use std::time::Instant;
 
+/// The most of a response body kept. Platform answers are small (a JSON acknowledgement, an
+/// error, a token); a larger one (a misrouted download, a broken or hostile server) is cut
+/// here rather than held in memory. Nothing we read from a body needs more.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -172,10 +177,18 @@ impl HttpClient {
             tracing::debug!(sink, host = %host, path, what = %request.what, attempt = attempts, bytes, "sending");
             let sent = Instant::now();
             let result = async {
-                let response = builder.send().await?;
+                let mut response = builder.send().await?;
                 let status = response.status();
                 let headers = response.headers().clone();
-                let body = response.bytes().await?;
+                let mut body = bytes::BytesMut::new();
+                while let Some(chunk) = response.chunk().await? {
+                    let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
+                    body.extend_from_slice(chunk.get(..room).unwrap_or(&chunk));
+                    if body.len() >= MAX_RESPONSE_BYTES {
+                        break;
+                    }
+                }
+                let body = body.freeze();
                 Ok::<_, reqwest::Error>(Exchange {
                     status,
                     headers,

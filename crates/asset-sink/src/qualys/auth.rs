@@ -51,8 +51,30 @@ pub(crate) struct TokenAuth {
 #[derive(Deserialize)]
 struct OAuthToken {
     access_token: SecretString,
+    /// Seconds; some identity providers send it as a string (`"3599"`).
     #[serde(default)]
-    expires_in: Option<u64>,
+    expires_in: Option<serde_json::Value>,
+}
+
+/// A token is used for at most this long, whatever the server says (a lifetime near
+/// `u64::MAX` seconds used to overflow `Instant + Duration`).
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Lifetime assumed when the token response gives none (or an unreadable one).
+const DEFAULT_OAUTH_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// `expires_in` as a lifetime: a non-negative number or numeric string of seconds, capped
+/// at [`MAX_TOKEN_LIFETIME`]; anything else is the default hour.
+fn oauth_lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
+    let secs = match expires_in {
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f.min(u64::MAX as f64) as u64)),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    secs.map_or(DEFAULT_OAUTH_LIFETIME, Duration::from_secs)
+        .min(MAX_TOKEN_LIFETIME)
 }
 
 impl TokenAuth {
@@ -134,7 +156,10 @@ impl TokenAuth {
                         exchange.status.as_u16()
                     )));
                 }
-                (SecretString::from(text.to_owned()), *lifetime)
+                (
+                    SecretString::from(text.to_owned()),
+                    (*lifetime).min(MAX_TOKEN_LIFETIME),
+                )
             }
             TokenSource::OAuth { .. } => {
                 let parsed: OAuthToken = serde_json::from_slice(&exchange.body).map_err(|_| {
@@ -143,7 +168,7 @@ impl TokenAuth {
                         exchange.status.as_u16()
                     ))
                 })?;
-                let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
+                let lifetime = oauth_lifetime(parsed.expires_in.as_ref());
                 (parsed.access_token, lifetime)
             }
         };
@@ -161,9 +186,10 @@ impl TokenAuth {
             refresh_in_secs = refresh_in.as_secs(),
             "obtained an access token"
         );
+        let now = Instant::now();
         Ok(Cached {
             header,
-            refresh_at: Instant::now() + refresh_in,
+            refresh_at: now.checked_add(refresh_in).unwrap_or(now),
         })
     }
 }
@@ -203,5 +229,25 @@ impl Authorizer for TokenAuth {
                 "qualys.auth.client_id, qualys.auth.client_secret and qualys.auth.token_url"
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn token_lifetimes_at_the_boundaries() {
+        let life = |v: serde_json::Value| oauth_lifetime(Some(&v));
+        assert_eq!(life(json!(3599)), Duration::from_secs(3599));
+        assert_eq!(life(json!("3599")), Duration::from_secs(3599));
+        assert_eq!(life(json!(0)), Duration::ZERO);
+        assert_eq!(life(json!(u64::MAX)), MAX_TOKEN_LIFETIME);
+        assert_eq!(life(json!(1e300)), MAX_TOKEN_LIFETIME);
+        assert_eq!(life(json!(-5)), DEFAULT_OAUTH_LIFETIME);
+        assert_eq!(life(json!("soon")), DEFAULT_OAUTH_LIFETIME);
+        assert_eq!(life(json!(null)), DEFAULT_OAUTH_LIFETIME);
+        assert_eq!(oauth_lifetime(None), DEFAULT_OAUTH_LIFETIME);
     }
 }
