@@ -83,4 +83,4 @@ pub use time::{
     decode_pwd_last_set, filetime_from_ticks, to_filetime, to_generalized_time,
 };
 pub use uac::{BitsError, UserAccountControl};
-pub use user::{GroupRef, User};
+pub use user::{GroupRef, Privilege, User};

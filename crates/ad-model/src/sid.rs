@@ -221,6 +221,22 @@ impl Sid {
     }
 }
 
+impl Sid {
+    /// Whether membership in this group is privileged in the domain: the groups AD protects
+    /// with AdminSDHolder (the ones that set `adminCount`): BUILTIN\\Administrators, Account
+    /// Operators, Server Operators, Print Operators, Backup Operators, Replicator; Domain
+    /// Admins, Domain Controllers, Schema Admins, Enterprise Admins, Read-only Domain
+    /// Controllers, Key Admins, Enterprise Key Admins.
+    pub fn is_privileged_group(&self) -> bool {
+        let subs = self.sub_authorities();
+        matches!(
+            (self.authority, subs),
+            (5, [32, 544 | 548 | 549 | 550 | 551 | 552])
+                | (5, [21, _, _, _, 512 | 516 | 518 | 519 | 521 | 526 | 527])
+        )
+    }
+}
+
 fn builtin_name(rid: u32) -> Option<&'static str> {
     Some(match rid {
         544 => "BUILTIN\\Administrators",

@@ -137,6 +137,60 @@ pub struct User {
     /// Resolved group memberships (including the primary group), filled in by the source.
     #[serde(default)]
     pub groups: Vec<GroupRef>,
+    /// Every group the user is in, directly or through nested groups (the primary group and
+    /// the groups it is nested in included), each once, nearest first; filled in by the
+    /// source. AD grants through these, not only through `groups`.
+    #[serde(default)]
+    pub transitive_groups: Vec<GroupRef>,
+    /// The privileged groups (see [`Sid::is_privileged_group`]) the user is in, directly or
+    /// through nesting, each with the chain of groups that leads there; filled in by the
+    /// source. Empty for an unprivileged user.
+    #[serde(default)]
+    pub privileges: Vec<Privilege>,
+}
+
+/// Membership of a privileged group, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Privilege {
+    /// The privileged group (Domain Admins, BUILTIN\\Backup Operators, …).
+    pub group: GroupRef,
+    /// The groups between the user and `group`: `via[0]` is a group the user is a direct (or
+    /// primary) member of, each next one holds the previous, and the last is a member of
+    /// `group`. Empty when the user is a direct member of `group`.
+    pub via: Vec<GroupRef>,
+}
+
+impl Privilege {
+    /// `Domain Admins ← Tier0 Ops ← Helpdesk`: the privileged group first, then the chain
+    /// down to the user's own group, by name (the RDN when a group has no name).
+    pub fn path(&self) -> String {
+        std::iter::once(&self.group)
+            .chain(self.via.iter().rev())
+            .map(GroupRef::display_name)
+            .collect::<Vec<_>>()
+            .join(" ← ")
+    }
+}
+
+impl GroupRef {
+    /// The group's name, else its well-known SID name, else the value of its DN's first RDN,
+    /// else its DN.
+    pub fn display_name(&self) -> String {
+        if let Some(name) = self
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            return name.to_owned();
+        }
+        if let Some(name) = self.sid.and_then(|s| s.well_known_name()) {
+            return name.to_owned();
+        }
+        crate::dn::rdn_value(&self.dn)
+            .map(|v| v.into_owned())
+            .unwrap_or_else(|| self.dn.clone())
+    }
 }
 
 impl User {
@@ -224,6 +278,8 @@ impl User {
             service_principal_names: r.texts("servicePrincipalName"),
             admin_count: r.number("adminCount"),
             groups: Vec::new(),
+            transitive_groups: Vec::new(),
+            privileges: Vec::new(),
         };
         Ok(Decoded {
             record: user,
@@ -259,14 +315,18 @@ impl User {
             })
     }
 
-    /// Whether the user is a member (directly resolved, including the primary group) of
-    /// BUILTIN\Administrators, Domain Admins, Enterprise Admins or Schema Admins, by SID.
-    pub fn is_admin(&self) -> bool {
-        self.groups
-            .iter()
-            .filter_map(|g| g.sid)
-            .chain(self.primary_group_sid)
-            .any(|sid| sid.is_admin_group())
+    /// Whether the user is a member of a privileged group (see
+    /// [`Sid::is_privileged_group`]), directly, through its primary group, or through any
+    /// depth of nested groups, by SID.
+    pub fn is_privileged(&self) -> bool {
+        !self.privileges.is_empty()
+            || self
+                .groups
+                .iter()
+                .chain(&self.transitive_groups)
+                .filter_map(|g| g.sid)
+                .chain(self.primary_group_sid)
+                .any(|sid| sid.is_privileged_group())
     }
 
     /// The attributes a source should request for users (lowercase names as AD accepts

@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use ad_model::{Group, GroupRef, Guid, RawEntry, Sid, User};
+use ad_model::{Group, GroupRef, Guid, Privilege, RawEntry, Sid, User};
 
 use crate::error::SourceError;
 use crate::session::Session;
@@ -33,6 +33,8 @@ pub struct GroupInfo {
     pub sid: Option<Sid>,
     /// `name` (or `cn`).
     pub name: Option<String>,
+    /// `memberOf`: the groups this group is nested in.
+    pub member_of: Vec<String>,
 }
 
 impl GroupInfo {
@@ -51,6 +53,12 @@ impl GroupInfo {
                 .first("objectSid")
                 .and_then(|v| Sid::from_bytes(v).ok()),
             name: text("name").or_else(|| text("cn")),
+            member_of: entry
+                .values("memberOf")
+                .iter()
+                .filter_map(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned)
+                .collect(),
         }
     }
 
@@ -65,7 +73,11 @@ impl GroupInfo {
 }
 
 /// The attributes the index needs per group.
-pub const INDEX_ATTRIBUTES: &[&str] = &["objectGUID", "objectSid", "name", "cn"];
+pub const INDEX_ATTRIBUTES: &[&str] = &["objectGUID", "objectSid", "name", "cn", "memberOf"];
+
+/// Most groups one user's nesting closure may hold: a guard against a broken directory
+/// (AD itself has no such limit, but real nesting reaches tens of groups, not thousands).
+pub const MAX_CLOSURE: usize = 10_000;
 
 /// Group DN → group, and RID → group for the domain.
 #[derive(Debug, Default, Clone)]
@@ -156,6 +168,108 @@ impl GroupIndex {
             }
         }
         out
+    }
+
+    /// Every group reachable from `member_of` and the primary group through the groups'
+    /// own `memberOf` (nesting), nearest first, each once (a cycle in the nesting is walked
+    /// once), and the privileged groups among them with the chain that leads to each. Reads
+    /// the index only: call [`GroupIndex::fill_closure`] first so it holds every group on
+    /// the way.
+    pub fn transitive(
+        &self,
+        member_of: &[String],
+        primary: Option<(u32, Sid)>,
+    ) -> (Vec<GroupRef>, Vec<Privilege>) {
+        let key_of = |g: &GroupRef| {
+            if g.dn.is_empty() {
+                g.sid.map(|s| format!("sid:{s}")).unwrap_or_default()
+            } else {
+                dn_key(&g.dn)
+            }
+        };
+        // Breadth first: (group, index of the group it was reached from).
+        let mut order: Vec<(GroupRef, Option<usize>)> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        for group in self.resolve(member_of, primary) {
+            if seen.insert(key_of(&group)) {
+                order.push((group, None));
+            }
+        }
+        let mut next = 0;
+        while next < order.len() && order.len() < MAX_CLOSURE {
+            let parents = self
+                .get(&order[next].0.dn)
+                .map(|info| info.member_of.clone())
+                .unwrap_or_default();
+            for parent in parents {
+                if !seen.insert(dn_key(&parent)) {
+                    continue;
+                }
+                let group = match self.get(&parent) {
+                    Some(info) => info.to_ref(false),
+                    None => GroupRef {
+                        name: rdn_value(&parent),
+                        dn: parent,
+                        sid: None,
+                        primary: false,
+                    },
+                };
+                order.push((group, Some(next)));
+            }
+            next += 1;
+        }
+        let privileges = order
+            .iter()
+            .filter(|(group, _)| group.sid.is_some_and(|s| s.is_privileged_group()))
+            .map(|(group, from)| {
+                let mut via = Vec::new();
+                let mut at = *from;
+                while let Some(i) = at {
+                    via.push(order[i].0.clone());
+                    at = order[i].1;
+                }
+                via.reverse();
+                Privilege {
+                    group: group.clone(),
+                    via,
+                }
+            })
+            .collect();
+        (
+            order.into_iter().map(|(group, _)| group).collect(),
+            privileges,
+        )
+    }
+
+    /// Look up the groups on the way from `start` up the nesting (`memberOf` of groups)
+    /// that the index does not hold yet, until every reachable group is known (or known
+    /// unreadable), at most [`MAX_CLOSURE`] of them.
+    pub(crate) async fn fill_closure(
+        &mut self,
+        session: &mut Session,
+        start: &[String],
+    ) -> Result<(), SourceError> {
+        let mut frontier: Vec<String> = start.to_vec();
+        let mut seen: HashSet<String> = HashSet::new();
+        while !frontier.is_empty() && seen.len() < MAX_CLOSURE {
+            self.fill_missing(session, &frontier, None).await?;
+            let mut up = Vec::new();
+            for dn in frontier.drain(..) {
+                if !seen.insert(dn_key(&dn)) {
+                    continue;
+                }
+                if let Some(info) = self.get(&dn) {
+                    up.extend(
+                        info.member_of
+                            .iter()
+                            .filter(|p| !seen.contains(&dn_key(p)))
+                            .cloned(),
+                    );
+                }
+            }
+            frontier = up;
+        }
+        Ok(())
     }
 
     /// Look up, once each, the groups `memberOf` and the primary group name that the index
@@ -356,11 +470,13 @@ mod tests {
             dn: "CN=GG-Sales,OU=Groups,DC=x".into(),
             sid: Some(sid("S-1-5-21-1-2-3-1105")),
             name: Some("GG-Sales".into()),
+            member_of: Vec::new(),
         });
         index.insert(GroupInfo {
             dn: "CN=GG-Primary,OU=Groups,DC=x".into(),
             sid: Some(sid("S-1-5-21-1-2-3-3128")),
             name: Some("GG-Primary".into()),
+            member_of: Vec::new(),
         });
         let refs = index.resolve(
             &[
@@ -383,6 +499,82 @@ mod tests {
         assert_eq!(refs[0].name.as_deref(), Some("Domain Users"));
         assert_eq!(refs[0].sid, Some(sid("S-1-5-21-1-2-3-513")));
         assert!(refs[0].primary);
+    }
+
+    fn group(dn: &str, sid_text: &str, parents: &[&str]) -> GroupInfo {
+        GroupInfo {
+            dn: dn.into(),
+            sid: Some(sid(sid_text)),
+            name: rdn_value(dn),
+            member_of: parents.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn nesting_is_followed_to_privilege_and_cycles_end() {
+        let domain = sid("S-1-5-21-1-2-3");
+        let mut index = GroupIndex::new(Some(domain));
+        let da = "CN=Domain Admins,CN=Users,DC=x";
+        let backup = "CN=Backup Operators,CN=Builtin,DC=x";
+        index.insert(group(da, "S-1-5-21-1-2-3-512", &[]));
+        index.insert(group(backup, "S-1-5-32-551", &[]));
+        // Helpdesk ∈ Tier0 ∈ Domain Admins; Tier0 and Loop nest in each other (a cycle).
+        index.insert(group(
+            "CN=Tier0,DC=x",
+            "S-1-5-21-1-2-3-1200",
+            &[da, "CN=Loop,DC=x"],
+        ));
+        index.insert(group(
+            "CN=Loop,DC=x",
+            "S-1-5-21-1-2-3-1201",
+            &["cn=tier0,dc=x"],
+        ));
+        index.insert(group(
+            "CN=Helpdesk,DC=x",
+            "S-1-5-21-1-2-3-1202",
+            &["CN=Tier0,DC=x"],
+        ));
+        // The primary group is nested in Backup Operators.
+        index.insert(group("CN=Staff,DC=x", "S-1-5-21-1-2-3-1300", &[backup]));
+
+        let (all, privileges) = index.transitive(
+            &["CN=Helpdesk,DC=x".into()],
+            Some((1300, sid("S-1-5-21-1-2-3-1300"))),
+        );
+        let names: Vec<String> = all.iter().map(GroupRef::display_name).collect();
+        assert_eq!(
+            names,
+            [
+                "Helpdesk",
+                "Staff",
+                "Tier0",
+                "Backup Operators",
+                "Domain Admins",
+                "Loop"
+            ]
+        );
+        let paths: Vec<String> = privileges.iter().map(Privilege::path).collect();
+        assert_eq!(
+            paths,
+            [
+                "Backup Operators ← Staff",
+                "Domain Admins ← Tier0 ← Helpdesk"
+            ]
+        );
+        assert!(all[1].primary);
+
+        // A direct member: no chain.
+        let (_, privileges) = index.transitive(&[da.into()], None);
+        assert_eq!(privileges.len(), 1);
+        assert!(privileges[0].via.is_empty());
+        // Nothing privileged.
+        let (all, privileges) = index.transitive(&["CN=Loop,DC=x".into()], None);
+        assert_eq!(
+            all.len(),
+            3,
+            "Loop, Tier0 (cycle back to Loop ends), Domain Admins"
+        );
+        assert_eq!(privileges.len(), 1, "Loop ∈ Tier0 ∈ Domain Admins");
     }
 
     #[test]

@@ -67,9 +67,10 @@ pub(crate) async fn complete_ranges(
         let mut values = entry.remove(&name).unwrap_or_default();
         // `None` past u64::MAX: an absurd bound from the server, not a value count.
         let mut next_low = match range.high {
-            Some(high) => Some(high.checked_add(1).ok_or_else(|| {
-                absurd(session, entry.dn(), &name)
-            })?),
+            Some(high) => Some(
+                high.checked_add(1)
+                    .ok_or_else(|| absurd(session, entry.dn(), &name))?,
+            ),
             None => None,
         };
         let mut follow_ups = 0usize;

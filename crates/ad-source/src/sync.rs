@@ -453,6 +453,17 @@ pub(crate) async fn resolve_user_groups(
         .fill_missing(session, &user.member_of, primary)
         .await?;
     user.groups = index.resolve(&user.member_of, primary);
+    // Nesting: the groups these groups are in, and so on; privilege comes through them too.
+    let direct: Vec<String> = user
+        .groups
+        .iter()
+        .filter(|g| !g.dn.is_empty())
+        .map(|g| g.dn.clone())
+        .collect();
+    index.fill_closure(session, &direct).await?;
+    let (transitive, privileges) = index.transitive(&user.member_of, primary);
+    user.transitive_groups = transitive;
+    user.privileges = privileges;
     Ok(())
 }
 

@@ -228,6 +228,9 @@ const REFUSED_ALL_THRESHOLD: u64 = 10;
 /// Rounds of link re-reads per cycle (a group changed while it was re-read adds a round).
 const LINK_ROUNDS: usize = 4;
 
+/// Most DNs one changed group's nested members may expand to in a cycle.
+const MAX_NESTED_EXPANSION: usize = 1_000_000;
+
 /// Objects read by a full sync are marked in the store in chunks of this many.
 const MARK_CHUNK: usize = 5000;
 
@@ -516,7 +519,7 @@ impl<'e> Cycle<'e> {
             // their old group list. Re-read those whose membership differs from what was sent.
             let previous = self.store.group_members(&group.object_guid)?;
             let affected = member_difference(&previous, &group.members, false);
-            let affected: Vec<String> = affected.into_iter().collect();
+            let affected: Vec<String> = self.with_nested_members(affected)?.into_iter().collect();
             self.store.add_reread(&affected)?;
             self.note_origin(&group.dn, &affected);
             self.reread.extend(affected);
@@ -528,7 +531,10 @@ impl<'e> Cycle<'e> {
                 // In the delta window yet already sent as it is: the previous cycle read it
                 // after this change, so members it read before the change may carry their
                 // old group list. Re-read them all (durably noted first).
-                let members = group.members.clone();
+                let members: Vec<String> = self
+                    .with_nested_members(group.members.iter().cloned().collect())?
+                    .into_iter()
+                    .collect();
                 self.store.add_reread(&members)?;
                 self.held_groups
                     .push((group, None, members.into_iter().collect()));
@@ -542,7 +548,8 @@ impl<'e> Cycle<'e> {
             // A full sync reads every member too, but a read that ends early or races a
             // change may not: members whose membership changed are re-read at the end.
             let previous = self.store.group_members(&group.object_guid)?;
-            let affected: Vec<String> = member_difference(&previous, &group.members, false)
+            let affected: Vec<String> = self
+                .with_nested_members(member_difference(&previous, &group.members, false))?
                 .into_iter()
                 .collect();
             self.store.add_reread(&affected)?;
@@ -557,7 +564,8 @@ impl<'e> Cycle<'e> {
                 .store
                 .object(&group.object_guid)?
                 .is_some_and(|row| !row.dn.eq_ignore_ascii_case(&group.dn));
-            let affected = member_difference(&previous, &group.members, renamed);
+            let affected =
+                self.with_nested_members(member_difference(&previous, &group.members, renamed))?;
             // Durable before the group's new member list can be acknowledged: a crash after
             // that must not lose the members' new group lists.
             self.store
@@ -574,6 +582,25 @@ impl<'e> Cycle<'e> {
             record,
         })
         .await
+    }
+
+    /// `dns` and, for each that is a tracked group, every member below it (nested groups
+    /// followed, each once): a group added to or removed from a group changes the transitive
+    /// groups — and maybe the privilege — of everyone below it, and AD writes none of them.
+    fn with_nested_members(&self, dns: BTreeSet<String>) -> Result<BTreeSet<String>, CycleError> {
+        let mut out = BTreeSet::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut queue: Vec<String> = dns.into_iter().collect();
+        while let Some(dn) = queue.pop() {
+            if !seen.insert(dn.to_ascii_lowercase()) || seen.len() > MAX_NESTED_EXPANSION {
+                continue;
+            }
+            if let Some(members) = self.store.group_members_by_dn(&dn)? {
+                queue.extend(members);
+            }
+            out.insert(dn);
+        }
+        Ok(out)
     }
 
     fn skipped(

@@ -689,6 +689,27 @@ impl Store {
         }
     }
 
+    /// The last-sent member list of the tracked group at `dn` (any case); `None` when no
+    /// tracked group has that DN.
+    pub fn group_members_by_dn(&self, dn: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let text: Option<Option<String>> = self
+            .conn
+            .prepare_cached(
+                "SELECT members FROM objects WHERE dn = ?1 COLLATE NOCASE AND kind = 'group'",
+            )
+            .map_err(self.db())?
+            .query_row([dn], |r| r.get(0))
+            .optional()
+            .map_err(self.db())?;
+        match text {
+            None => Ok(None),
+            Some(None) => Ok(Some(Vec::new())),
+            Some(Some(json)) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| self.corrupt("group members", e)),
+        }
+    }
+
     /// Remember DNs a delta must re-read because a link changed (a member renamed, moved or
     /// deleted; a group's members changed). Written at once, before anything of the cycle is
     /// acknowledged, so a crash cannot lose them; cleared by [`Store::finish_cycle`].

@@ -3,7 +3,7 @@
 //! use it in their tests. Not part of the stable API.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use ad_model::{Group, GroupRef, Guid, ObjectKind, RawEntry, Sid, User, to_filetime};
+use ad_model::{Group, GroupRef, Guid, ObjectKind, Privilege, RawEntry, Sid, User, to_filetime};
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
@@ -87,6 +87,16 @@ fn decode(entry: RawEntry, groups: Vec<GroupRef>) -> User {
     let decoded = User::from_entry(&entry, now()).unwrap();
     assert!(decoded.warnings.is_empty(), "{:?}", decoded.warnings);
     let mut user = decoded.record;
+    // No nesting unless a fixture adds it: the transitive groups are the direct ones.
+    user.transitive_groups = groups.clone();
+    user.privileges = groups
+        .iter()
+        .filter(|g| g.sid.is_some_and(|s| s.is_privileged_group()))
+        .map(|g| Privilege {
+            group: g.clone(),
+            via: Vec::new(),
+        })
+        .collect();
     user.groups = groups;
     user
 }
@@ -272,13 +282,26 @@ pub fn service_account() -> User {
     .with("userAccountControl", ["66048"])
     .with("msDS-User-Account-Control-Computed", ["0"]);
     entry.set("accountExpires", vec![ft(2027, 6, 30, 0).into_bytes()]);
-    decode(
+    let mut user = decode(
         entry,
         vec![
             gref("SQL Services", Ok(1210), &groups_ou(), false),
             domain_users(),
         ],
-    )
+    );
+    // SQL Services is nested in BUILTIN\Server Operators: privileged through nesting.
+    let server_operators = gref(
+        "Server Operators",
+        Err("S-1-5-32-549"),
+        &format!("CN=Builtin,{BASE}"),
+        false,
+    );
+    user.transitive_groups.push(server_operators.clone());
+    user.privileges.push(Privilege {
+        group: server_operators,
+        via: vec![user.groups[0].clone()],
+    });
+    user
 }
 
 /// A user with no group at all (no `primaryGroupID` resolved, no `memberOf`), no mail and no

@@ -178,14 +178,14 @@ fn ranged_members_are_merged() {
 #[test]
 fn admin_and_service_signals() {
     let mut user = User::from_entry(&user_entry(), now()).unwrap().record;
-    assert!(!user.is_admin());
+    assert!(!user.is_privileged());
     let admins = Group::from_entry(&group_entry().with("objectSid", Vec::<Vec<u8>>::new()))
         .unwrap()
         .record;
     let mut admins_ref = admins.as_ref(false);
     admins_ref.sid = Some(format!("{}-512", crate::fixtures::DOMAIN).parse().unwrap());
     user.groups.push(admins_ref);
-    assert!(user.is_admin());
+    assert!(user.is_privileged());
     assert!(!user.is_service_account());
     user.service_principal_names
         .push("HTTP/app.corp.example.test".into());

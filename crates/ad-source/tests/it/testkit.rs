@@ -107,7 +107,7 @@ async fn testkit_windows_limits_pages_ranges_referrals_primary_groups() {
             .iter()
             .find(|u| u.record.dn.eq_ignore_ascii_case(admin))
             .unwrap();
-        assert!(a.record.is_admin(), "{admin}");
+        assert!(a.record.is_privileged(), "{admin}");
     }
 }
 

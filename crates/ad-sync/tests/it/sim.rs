@@ -87,6 +87,9 @@ struct Sim {
     state: tempfile::TempDir,
     users: Vec<String>,
     groups: Vec<String>,
+    /// Groups another group may be nested in (Domain Admins among them: privilege through
+    /// nesting comes and goes).
+    nest_targets: Vec<String>,
     ous: Vec<String>,
     malformed: Option<String>,
     poison: HashSet<Guid>,
@@ -159,7 +162,10 @@ impl Sim {
         groups.push(manifest.universal_group.clone());
         groups.push(manifest.large_group.clone());
         groups.push(manifest.empty_group.clone());
+        let mut nest_targets = groups.clone();
+        nest_targets.push(manifest.domain_admins.clone());
         Sim {
+            nest_targets,
             seed,
             batch_size: rng.random_range(1..6),
             concurrency: rng.random_range(1..4),
@@ -247,7 +253,7 @@ impl Sim {
         let directory = self.directory.clone();
         self.counter += 1;
         let n = self.counter;
-        let kind = self.rng.random_range(0..10);
+        let kind = self.rng.random_range(0..12);
         let Some(user) = self.pick_user() else {
             return ("nothing".into(), Box::new(|| {}));
         };
@@ -376,6 +382,33 @@ impl Sim {
                         );
                     }),
                 )
+            }
+            10 | 11 => {
+                // Nesting: a group into another (Domain Admins included), or out again.
+                let target =
+                    self.nest_targets[self.rng.random_range(0..self.nest_targets.len())].clone();
+                if target.eq_ignore_ascii_case(&group) {
+                    return ("nothing".into(), Box::new(|| {}));
+                }
+                if kind == 10 {
+                    (
+                        format!("nest {group} in {target}"),
+                        Box::new(move || {
+                            let _ = directory
+                                .modify(&target, [Modification::add("member", [group.as_str()])]);
+                        }),
+                    )
+                } else {
+                    (
+                        format!("unnest {group} from {target}"),
+                        Box::new(move || {
+                            let _ = directory.modify(
+                                &target,
+                                [Modification::delete("member", [group.as_str()])],
+                            );
+                        }),
+                    )
+                }
             }
             8 => {
                 let at = self.directory.now();

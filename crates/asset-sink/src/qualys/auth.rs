@@ -67,9 +67,11 @@ const DEFAULT_OAUTH_LIFETIME: Duration = Duration::from_secs(3600);
 /// at [`MAX_TOKEN_LIFETIME`]; anything else is the default hour.
 fn oauth_lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
     let secs = match expires_in {
-        Some(serde_json::Value::Number(n)) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f.min(u64::MAX as f64) as u64)),
+        Some(serde_json::Value::Number(n)) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| *f >= 0.0)
+                .map(|f| f.min(u64::MAX as f64) as u64)
+        }),
         Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().ok(),
         _ => None,
     };

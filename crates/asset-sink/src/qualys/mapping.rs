@@ -149,6 +149,12 @@ struct UserAssetClass<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     current_address: Option<Address<'a>>,
     status: &'static str,
+    /// Our extension (not in the seed's map): member of a privileged group, directly or
+    /// through nesting. Always sent, so losing a privilege is sent too.
+    privileged: bool,
+    /// Our extension: how, one path per privileged group (`Domain Admins ← Tier0 ← Helpdesk`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    privilege_paths: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -230,6 +236,8 @@ pub fn user_asset(user: &User) -> AssetEntry<'_> {
                     last_failed_password_attempt_at: user.bad_password_time.map(iso),
                     current_address: has_address.then_some(address),
                     status: status(user.account.status),
+                    privileged: user.is_privileged(),
+                    privilege_paths: user.privileges.iter().map(|p| p.path()).collect(),
                 }),
                 group_asset_class: None,
             },

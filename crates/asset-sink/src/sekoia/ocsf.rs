@@ -20,8 +20,9 @@ pub const OCSF_VERSION: &str = "1.6.0";
 pub enum UserType {
     /// 1 `User`: a person.
     User,
-    /// 2 `Admin`: member of BUILTIN\Administrators, Domain Admins, Enterprise Admins or
-    /// Schema Admins (by SID, primary group included), or the built-in Administrator (RID 500).
+    /// 2 `Admin`: member of a privileged group ([`ad_model::Sid::is_privileged_group`]: the
+    /// AdminSDHolder-protected groups) directly, by primary group or through nested groups
+    /// (by SID), or the built-in Administrator (RID 500).
     Admin,
     /// 3 `System`: computer / trust accounts, the built-in Guest, krbtgt (and RODC
     /// `krbtgt_*`), DefaultAccount and WDAGUtilityAccount (RIDs 501–504).
@@ -43,7 +44,7 @@ impl UserType {
             .as_deref()
             .and_then(|n| n.get(..6))
             .is_some_and(|head| head.eq_ignore_ascii_case("krbtgt"));
-        if user.is_admin() || rid == Some(500) {
+        if user.is_privileged() || rid == Some(500) {
             UserType::Admin
         } else if matches!(rid, Some(501..=504)) || krbtgt {
             UserType::System
