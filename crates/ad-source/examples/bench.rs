@@ -8,7 +8,10 @@
 //! in 100k users; (c) `boundary`: in 100k generated users, a delta of 10 changes next to
 //! `time_boundary_users` over a one-hour and a one-day window (the directory's clock
 //! advanced).
-//! Arguments: `bench [samba|100k|1m|boundary|all]` (default all).
+//! `boundary-1m`: the same in 1M generated users. `privilege` (needs the lab): how nested
+//! privilege is found — our `memberOf` closure vs. LDAP_MATCHING_RULE_IN_CHAIN vs.
+//! `tokenGroups` — with times and whether they agree.
+//! Arguments: `bench [samba|100k|1m|boundary|boundary-1m|privilege|all]` (default all).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -190,7 +193,9 @@ fn child(case: &str) {
                 }
                 server.shutdown();
             }
-            "boundary" => boundary().await,
+            "boundary" => boundary(100_000).await,
+            "boundary-1m" => boundary(1_000_000).await,
+            "privilege" => privilege().await,
             other => {
                 eprintln!("unknown case {other}");
                 std::process::exit(2)
@@ -199,9 +204,9 @@ fn child(case: &str) {
     });
 }
 
-/// Delta of 10 changes vs. the time-boundary search, both in 100k generated users.
-async fn boundary() {
-    let users = 100_000u64;
+/// Delta of 10 changes vs. the time-boundary search, both in `users` generated users.
+async fn boundary(users: u64) {
+    let label = if users >= 1_000_000 { "1M" } else { "100k" };
     let directory = ad_testkit::Directory::generated(ad_testkit::GeneratedOptions {
         users,
         ..Default::default()
@@ -254,14 +259,14 @@ async fn boundary() {
     let (d, _) = drain(run).await;
     let delta = start.elapsed().as_secs_f64();
     println!(
-        "RESULT delta, 10 changes in testkit 100k|{d}|{delta:.3}|{}|group index + changed groups + changed users + tombstones",
+        "RESULT delta, 10 changes in testkit {label}|{d}|{delta:.3}|{}|group index + changed groups + changed users + tombstones",
         vm_hwm_kib(None).unwrap_or(0)
     );
     // Generated passwords were set 1 to 40 days before the reference time (maxPwdAge 42
     // days): two days on, about 1/40 of them expire per day.
     directory.advance_clock(chrono::TimeDelta::days(2));
     let from = source.now();
-    for (label, window) in [
+    for (window_label, window) in [
         ("1-hour", chrono::TimeDelta::hours(1)),
         ("1-day", chrono::TimeDelta::days(1)),
     ] {
@@ -276,7 +281,7 @@ async fn boundary() {
             .unwrap_or_else(|e| fail(&e.to_string()));
         let secs = start.elapsed().as_secs_f64();
         println!(
-            "RESULT time_boundary_users, {label} window in testkit 100k|{}|{secs:.3}|{}|{:.1}x the delta's time; {} notes",
+            "RESULT time_boundary_users, {window_label} window in testkit {label}|{}|{secs:.3}|{}|{:.1}x the delta's time; {} notes",
             found.users.len(),
             vm_hwm_kib(None).unwrap_or(0),
             secs / delta.max(f64::EPSILON),
@@ -293,6 +298,204 @@ async fn boundary() {
         vm_hwm_kib(None).unwrap_or(0)
     );
     server.shutdown();
+}
+
+/// Nested privilege on the Samba lab, three ways: what the connector does (the closure of
+/// the groups' `memberOf`, computed during the full read it does anyway),
+/// LDAP_MATCHING_RULE_IN_CHAIN (one search per privileged group), and `tokenGroups` (one
+/// base search per user: the attribute is constructed and only returned on base scope).
+/// Each prints its time and how many users it finds privileged; they must agree.
+async fn privilege() {
+    let (Some(url), Some(bind), Some(pw), Some(ca), Some(base)) = (
+        env("ADLAB_LDAPS_URL"),
+        env("ADLAB_SVC_BIND"),
+        env("ADLAB_SVC_PASSWORD"),
+        env("ADLAB_CA_FILE"),
+        env("ADLAB_BASE_DN"),
+    ) else {
+        println!(
+            "RESULT privilege, Samba lab|0|0|0|lab env missing: eval \"$(scripts/lab-dc env)\""
+        );
+        return;
+    };
+    let mut config = SourceConfig::new(url.clone(), bind.clone(), SecretString::from(pw.clone()));
+    config.ca_file = Some(ca.into());
+    config.base_dn = Some(base.clone());
+    let source = Source::new(config.clone()).unwrap_or_else(|e| fail(&e.to_string()));
+
+    // 1. Ours: the full read, closure included.
+    let start = Instant::now();
+    let mut run = source
+        .full_snapshot()
+        .await
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let mut users = 0u64;
+    let mut ours = std::collections::BTreeSet::new();
+    while let Some(event) = run.next_event().await {
+        if let SourceEvent::User(u) = event {
+            users += 1;
+            if !u.record.privileges.is_empty() {
+                ours.insert(u.record.dn.to_ascii_lowercase());
+            }
+        }
+    }
+    let summary = run.finish().await.unwrap_or_else(|e| fail(&e.to_string()));
+    println!(
+        "RESULT privilege: ours (memberOf closure in the full read)|{}|{:.3}|{}|{users} users read, {} privileged; {} extra group lookups; no extra search",
+        ours.len(),
+        start.elapsed().as_secs_f64(),
+        vm_hwm_kib(None).unwrap_or(0),
+        ours.len(),
+        summary.counters.group_lookups,
+    );
+
+    let tls = ad_source::tls::client_config(&config).unwrap_or_else(|e| fail(&e.to_string()));
+    let settings = ldap3::LdapConnSettings::new().set_config(tls);
+    let Ok((conn, mut ldap)) = ldap3::LdapConnAsync::with_settings(settings, &url).await else {
+        fail("cannot connect to the lab")
+    };
+    ldap3::drive!(conn);
+    if ldap
+        .simple_bind(&bind, &pw)
+        .await
+        .and_then(|r| r.success())
+        .is_err()
+    {
+        fail("bind to the lab failed");
+    }
+    // Paged subtree search: (DN, attributes).
+    async fn paged(
+        ldap: &mut ldap3::Ldap,
+        base: &str,
+        scope: ldap3::Scope,
+        filter: &str,
+        attrs: Vec<&str>,
+    ) -> Vec<ldap3::SearchEntry> {
+        let adapters: Vec<Box<dyn ldap3::adapters::Adapter<_, _>>> = vec![
+            Box::new(ldap3::adapters::EntriesOnly::new()),
+            Box::new(ldap3::adapters::PagedResults::new(1000)),
+        ];
+        let mut out = Vec::new();
+        let Ok(mut stream) = ldap
+            .streaming_search_with(adapters, base, scope, filter, attrs)
+            .await
+        else {
+            fail("search failed")
+        };
+        while let Ok(Some(entry)) = stream.next().await {
+            out.push(ldap3::SearchEntry::construct(entry));
+        }
+        let _ = stream.finish().await;
+        out
+    }
+    let groups = paged(
+        &mut ldap,
+        &base,
+        ldap3::Scope::Subtree,
+        "(objectClass=group)",
+        vec!["objectSid"],
+    )
+    .await;
+    let privileged_groups: Vec<String> = groups
+        .iter()
+        .filter(|g| {
+            g.bin_attrs
+                .get("objectSid")
+                .and_then(|v| v.first())
+                .and_then(|b| ad_model::Sid::from_bytes(b).ok())
+                .is_some_and(|s| s.is_privileged_group())
+        })
+        .map(|g| g.dn.clone())
+        .collect();
+
+    // 2. LDAP_MATCHING_RULE_IN_CHAIN, one search per privileged group.
+    let start = Instant::now();
+    let mut in_chain = std::collections::BTreeSet::new();
+    for group in &privileged_groups {
+        let filter = format!(
+            "(&{}(memberOf:1.2.840.113556.1.4.1941:={}))",
+            ad_source::config::DEFAULT_USER_FILTER,
+            ldap3::ldap_escape(group)
+        );
+        for e in paged(
+            &mut ldap,
+            &base,
+            ldap3::Scope::Subtree,
+            &filter,
+            vec!["1.1"],
+        )
+        .await
+        {
+            in_chain.insert(e.dn.to_ascii_lowercase());
+        }
+    }
+    // The primary group is not in memberOf: users whose primary group is privileged.
+    let chain_secs = start.elapsed().as_secs_f64();
+    println!(
+        "RESULT privilege: LDAP_MATCHING_RULE_IN_CHAIN|{}|{chain_secs:.3}|{}|{} searches (one per privileged group); {} agree with ours{}",
+        in_chain.len(),
+        vm_hwm_kib(None).unwrap_or(0),
+        privileged_groups.len(),
+        in_chain.intersection(&ours).count(),
+        if in_chain.is_subset(&ours) {
+            ""
+        } else {
+            "; IN-CHAIN FINDS USERS OURS DOES NOT"
+        },
+    );
+
+    // 3. tokenGroups: one base search per user.
+    let start = Instant::now();
+    let user_dns = paged(
+        &mut ldap,
+        &base,
+        ldap3::Scope::Subtree,
+        ad_source::config::DEFAULT_USER_FILTER,
+        vec!["1.1"],
+    )
+    .await;
+    let mut token = std::collections::BTreeSet::new();
+    for user in &user_dns {
+        let Ok(result) = ldap
+            .search(
+                &user.dn,
+                ldap3::Scope::Base,
+                "(objectClass=*)",
+                vec!["tokenGroups"],
+            )
+            .await
+        else {
+            continue;
+        };
+        let Ok((entries, _)) = result.success() else {
+            continue;
+        };
+        for e in entries {
+            let e = ldap3::SearchEntry::construct(e);
+            let privileged = e.bin_attrs.get("tokenGroups").is_some_and(|v| {
+                v.iter()
+                    .filter_map(|b| ad_model::Sid::from_bytes(b).ok())
+                    .any(|s| s.is_privileged_group())
+            });
+            if privileged {
+                token.insert(e.dn.to_ascii_lowercase());
+            }
+        }
+    }
+    println!(
+        "RESULT privilege: tokenGroups|{}|{:.3}|{}|{} base searches (one per user); {} agree with ours{}",
+        token.len(),
+        start.elapsed().as_secs_f64(),
+        vm_hwm_kib(None).unwrap_or(0),
+        user_dns.len(),
+        token.intersection(&ours).count(),
+        if token.is_subset(&ours) {
+            ""
+        } else {
+            "; TOKENGROUPS FINDS USERS OURS DOES NOT"
+        },
+    );
+    let _ = ldap.unbind().await;
 }
 
 async fn pso_probe(url: &str) -> u64 {
@@ -409,12 +612,14 @@ fn main() {
     let which = args.get(1).cloned().unwrap_or_else(|| "all".to_owned());
     let cases: Vec<&str> = match which.as_str() {
         "all" => vec!["samba", "100k", "1m", "boundary"],
+        "boundary-1m" => vec!["boundary-1m"],
+        "privilege" => vec!["privilege"],
         "samba" => vec!["samba"],
         "100k" => vec!["100k"],
         "1m" => vec!["1m"],
         "boundary" => vec!["boundary"],
         _ => {
-            eprintln!("usage: bench [samba|100k|1m|boundary|all]");
+            eprintln!("usage: bench [samba|100k|1m|boundary|boundary-1m|privilege|all]");
             std::process::exit(2)
         }
     };

@@ -16,7 +16,7 @@
 //! rebuilds group → members (DN, SID, objectGUID, primary flag) from user events for a
 //! consumer that wants it in memory (its size grows with memberships).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use ad_model::{Group, GroupRef, Guid, Privilege, RawEntry, Sid, User};
@@ -84,6 +84,8 @@ pub const MAX_CLOSURE: usize = 10_000;
 pub struct GroupIndex {
     by_dn: HashMap<String, Arc<GroupInfo>>,
     by_rid: HashMap<u32, Arc<GroupInfo>>,
+    /// The groups read from the scope (not looked up from outside it), keys.
+    in_scope: Vec<String>,
     missing_dn: HashSet<String>,
     missing_rid: HashSet<u32>,
     domain_sid: Option<Sid>,
@@ -168,6 +170,49 @@ impl GroupIndex {
             }
         }
         out
+    }
+
+    /// Note a group read from the scope (see [`GroupIndex::nesting`]).
+    pub(crate) fn insert_in_scope(&mut self, info: GroupInfo) {
+        self.in_scope.push(dn_key(&info.dn));
+        self.insert(info);
+    }
+
+    /// For every group read from the scope: the DNs (lower case, sorted) of all the groups it
+    /// is nested in, at any depth, inside the scope or not. A change here changes the
+    /// transitive groups (and maybe the privilege) of every member below that group, while
+    /// AD writes nothing to the group or its members: a consumer compares this between runs
+    /// to find them. Looks up the groups outside the index on the way (once each).
+    pub(crate) async fn nesting(
+        &mut self,
+        session: &mut Session,
+    ) -> Result<BTreeMap<String, Vec<String>>, SourceError> {
+        let parents: Vec<String> = self
+            .in_scope
+            .iter()
+            .filter_map(|key| self.by_dn.get(key))
+            .flat_map(|info| info.member_of.iter().cloned())
+            .collect();
+        self.fill_closure(session, &parents).await?;
+        let mut out = BTreeMap::new();
+        for key in &self.in_scope {
+            let Some(info) = self.by_dn.get(key) else {
+                continue;
+            };
+            let mut seen: BTreeSet<String> = BTreeSet::new();
+            let mut queue: Vec<String> = info.member_of.clone();
+            while let Some(parent) = queue.pop() {
+                if seen.len() >= MAX_CLOSURE || !seen.insert(dn_key(&parent)) {
+                    continue;
+                }
+                if let Some(up) = self.get(&parent) {
+                    queue.extend(up.member_of.iter().cloned());
+                }
+            }
+            seen.remove(key);
+            out.insert(key.clone(), seen.into_iter().collect());
+        }
+        Ok(out)
     }
 
     /// Every group reachable from `member_of` and the primary group through the groups'

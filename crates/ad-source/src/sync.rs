@@ -73,6 +73,10 @@ pub struct SyncSummary {
     pub checkpoint: Checkpoint,
     /// What happened.
     pub counters: Counters,
+    /// Every group in scope → the DNs (lower case, sorted) of all groups it is nested in, at
+    /// any depth. Compare it with the previous run's: a group whose list changed changed the
+    /// transitive groups of every member below it, and no delta reports those members.
+    pub nesting: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl SyncSummary {
@@ -346,10 +350,14 @@ async fn run(
         read_tombstones(session, usn, &base, out).await?;
     }
 
+    // 5. Nesting, as it stands at the end of the run.
+    let nesting = index.nesting(session).await?;
+
     Ok(SyncSummary {
         kind,
         checkpoint,
         counters: session.counters,
+        nesting,
     })
 }
 
@@ -433,7 +441,7 @@ pub(crate) async fn read_group_index(
     let mut reader = PagedReader::new(session, spec);
     while let Some(item) = reader.next(session).await? {
         if let Item::Entry(entry) = item {
-            index.insert(GroupInfo::from_entry(&entry));
+            index.insert_in_scope(GroupInfo::from_entry(&entry));
         }
     }
     Ok(index)

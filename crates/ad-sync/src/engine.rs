@@ -356,6 +356,7 @@ impl<'e> Cycle<'e> {
         }
         let summary = run.finish().await?;
         self.note_incomplete(&summary);
+        self.nesting(&summary)?;
 
         // 2. Delta: what changed without a directory write, and what earlier cycles left.
         if !self.full() {
@@ -582,6 +583,36 @@ impl<'e> Cycle<'e> {
             record,
         })
         .await
+    }
+
+    /// Groups whose nesting changed since the last cycle (added to or removed from another
+    /// group, anywhere — Domain Admins outside `base_dn` included): everyone below them has
+    /// other transitive groups now, maybe another privilege, and AD wrote none of them.
+    /// They are re-read (durably noted first), then the new nesting is saved.
+    fn nesting(&mut self, summary: &SyncSummary) -> Result<(), CycleError> {
+        let digests: Vec<(String, String)> = summary
+            .nesting
+            .iter()
+            .map(|(dn, ancestors)| (dn.clone(), fingerprint::strings(ancestors)))
+            .collect();
+        if !self.full() {
+            let stored = self.store.nesting_digests()?;
+            let changed: BTreeSet<String> = digests
+                .iter()
+                .filter(|(dn, digest)| stored.get(dn).is_some_and(|old| old != digest))
+                .map(|(dn, _)| dn.clone())
+                .collect();
+            if !changed.is_empty() {
+                tracing::debug!(groups = changed.len(), "group nesting changed");
+                let affected: Vec<String> =
+                    self.with_nested_members(changed)?.into_iter().collect();
+                self.store.add_reread(&affected)?;
+                self.reread.extend(affected);
+            }
+        }
+        let complete = self.full() && !summary.truncated();
+        self.store.save_nesting(&digests, complete)?;
+        Ok(())
     }
 
     /// `dns` and, for each that is a tracked group, every member below it (nested groups

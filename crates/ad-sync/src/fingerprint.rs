@@ -27,6 +27,11 @@ pub fn group(group: &Group) -> String {
     digest(&copy)
 }
 
+/// Hash of a list of strings (a group's ancestors, for nesting changes).
+pub fn strings(items: &[String]) -> String {
+    digest(&items)
+}
+
 fn digest<T: serde::Serialize>(value: &T) -> String {
     let mut hasher = Sha256::new();
     // Serializing a plain record to a hasher cannot fail: no maps with non-string keys.

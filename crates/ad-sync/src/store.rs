@@ -294,6 +294,10 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS reread (
     dn TEXT PRIMARY KEY COLLATE NOCASE
 );
+CREATE TABLE IF NOT EXISTS nesting (
+    dn TEXT PRIMARY KEY COLLATE NOCASE,
+    digest TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS skipped (
     dn TEXT PRIMARY KEY COLLATE NOCASE,
     guid TEXT,
@@ -723,6 +727,47 @@ impl Store {
                 .map_err(&db)?;
             for dn in dns {
                 insert.execute([dn]).map_err(&db)?;
+            }
+        }
+        tx.commit().map_err(&db)
+    }
+
+    /// Group DN (lower case) → digest of the groups it was nested in at the last cycle.
+    pub fn nesting_digests(&self) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT dn, digest FROM nesting")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.db())?;
+        rows.map(|row| row.map(|(dn, digest)| (dn.to_ascii_lowercase(), digest)))
+            .collect::<Result<std::collections::HashMap<_, _>, _>>()
+            .map_err(self.db())
+    }
+
+    /// Record the groups' nesting digests; `complete`: these are all the groups (a complete
+    /// full read), so rows of groups not among them are dropped.
+    pub fn save_nesting(
+        &mut self,
+        digests: &[(String, String)],
+        complete: bool,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = db_err(&path);
+        let tx = self.conn.transaction().map_err(&db)?;
+        if complete {
+            tx.execute("DELETE FROM nesting", []).map_err(&db)?;
+        }
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO nesting (dn, digest) VALUES (?1, ?2)
+                     ON CONFLICT (dn) DO UPDATE SET digest = ?2",
+                )
+                .map_err(&db)?;
+            for (dn, digest) in digests {
+                upsert.execute([dn, digest]).map_err(&db)?;
             }
         }
         tx.commit().map_err(&db)

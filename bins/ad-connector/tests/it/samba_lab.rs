@@ -839,3 +839,132 @@ async fn samba_lab_non_ascii_names_reach_every_sink_and_every_payload_passes_the
         "{group} was not sent to Qualys"
     );
 }
+
+/// Users of `ou` that LDAP_MATCHING_RULE_IN_CHAIN says are (transitively) in `group_dn`.
+fn in_chain_members(lab: &Lab, ou: &str, group_dn: &str) -> std::collections::BTreeSet<String> {
+    let output = Command::new("ldapsearch")
+        .args([
+            "-x",
+            "-LLL",
+            "-o",
+            "ldif-wrap=no",
+            "-H",
+            &lab.ldaps_url,
+            "-D",
+            &lab.admin_bind,
+            "-w",
+            &lab.admin_password,
+            "-b",
+            ou,
+            &format!("(&(objectClass=user)(memberOf:1.2.840.113556.1.4.1941:={group_dn}))"),
+            "1.1",
+        ])
+        .env("LDAPTLS_CACERT", &lab.ca_pem)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("dn: "))
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// Privilege through nesting, end to end: a user in a group nested (two levels) in Backup
+/// Operators is privileged with the chain; the connector agrees with the DC's own transitive
+/// evaluation (LDAP_MATCHING_RULE_IN_CHAIN); un-nesting is sent by the next delta, although
+/// AD writes nothing to the users.
+#[test]
+fn samba_lab_privilege_through_nested_groups_comes_and_goes_with_deltas() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let ou = lab.scratch_ou("nest", 3);
+    let _cleanup = Cleanup(&lab, ou.clone());
+    let tier0 = format!("CN=Tier0-nest,{ou}");
+    let backup = format!("CN=Backup Operators,CN=Builtin,{}", lab.base_dn);
+    lab.ldif(
+        "ldapadd",
+        &format!(
+            "dn: {tier0}\nobjectClass: group\nsAMAccountName: tier0-nest-{}\nmember: CN=GG-nest,{ou}\n\n",
+            unique()
+        ),
+    );
+    lab.ldif(
+        "ldapmodify",
+        &format!("dn: {backup}\nchangetype: modify\nadd: member\nmember: {tier0}\n\n"),
+    );
+    let config = lab.config(dir.path(), &ou, &jsonl_sink(dir.path()));
+    let full = run(&config, &["sync"]);
+    assert!(full.status.success(), "{}", text(&full));
+    let lines = outbox_lines(&dir.path().join("outbox.jsonl"));
+    let privileged =
+        |lines: &[serde_json::Value]| -> std::collections::BTreeMap<String, Vec<String>> {
+            let mut out = std::collections::BTreeMap::new();
+            for line in lines {
+                let record = &line["record"];
+                if line["kind"] == "user" {
+                    let paths: Vec<String> = record["privileges"]
+                        .as_array()
+                        .map(|p| {
+                            p.iter()
+                                .map(|p| {
+                                    let via: Vec<&str> = p["via"]
+                                        .as_array()
+                                        .unwrap()
+                                        .iter()
+                                        .map(|g| g["name"].as_str().unwrap_or("?"))
+                                        .collect();
+                                    format!(
+                                        "{} via {}",
+                                        p["group"]["sid"].as_str().unwrap(),
+                                        via.join(",")
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out.insert(record["dn"].as_str().unwrap().to_ascii_lowercase(), paths);
+                }
+            }
+            out
+        };
+    let first = privileged(&lines);
+    let user = |i: usize| format!("CN=nest User {i},{ou}").to_ascii_lowercase();
+    assert_eq!(
+        first[&user(0)],
+        ["S-1-5-32-551 via GG-nest,Tier0-nest"],
+        "{first:#?}"
+    );
+    assert_eq!(first[&user(1)], ["S-1-5-32-551 via GG-nest,Tier0-nest"]);
+    assert!(first[&user(2)].is_empty());
+    // The DC's own transitive evaluation agrees.
+    let ours: std::collections::BTreeSet<String> = first
+        .iter()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(dn, _)| dn.clone())
+        .collect();
+    assert_eq!(in_chain_members(&lab, &ou, &backup), ours);
+
+    // Un-nest Tier0: nothing is written to the users; the delta must still send them.
+    lab.ldif(
+        "ldapmodify",
+        &format!("dn: {backup}\nchangetype: modify\ndelete: member\nmember: {tier0}\n\n"),
+    );
+    let before = lines.len();
+    let delta = run(&config, &["sync"]);
+    assert!(delta.status.success(), "{}", text(&delta));
+    let lines = outbox_lines(&dir.path().join("outbox.jsonl"));
+    let after = privileged(&lines[before..]);
+    assert_eq!(
+        after.get(&user(0)).map(Vec::len),
+        Some(0),
+        "{after:#?}\n{}",
+        text(&delta)
+    );
+    assert_eq!(after.get(&user(1)).map(Vec::len), Some(0), "{after:#?}");
+    assert!(in_chain_members(&lab, &ou, &backup).is_empty());
+}
