@@ -81,9 +81,24 @@ pub(crate) async fn open_with(
     let (conn, ldap) = LdapConnAsync::with_settings(settings, &config.url)
         .await
         .map_err(|e| open_error(e, &endpoint, config))?;
-    tokio::spawn(async move {
+    // ldap3 parses the server's messages in this task and panics on some malformed ones
+    // (an unknown protocol-op tag, an LDAPResult without its result code). The panic stays in
+    // this task: the connection closes, the operation waiting on it ends in an error, and
+    // the reason is logged here in a sentence.
+    let driver = tokio::spawn(async move {
         if let Err(e) = conn.drive().await {
             tracing::debug!(error = %e, "LDAP connection ended");
+        }
+    });
+    let host = endpoint.host.clone();
+    tokio::spawn(async move {
+        if let Err(e) = driver.await
+            && e.is_panic()
+        {
+            tracing::warn!(
+                %host,
+                "{host} sent an LDAP message the LDAP library could not parse; the connection was closed and the operation on it fails (a broken or hostile server, or something between us rewriting the traffic)"
+            );
         }
     });
     Ok((ldap, endpoint))

@@ -67,6 +67,7 @@ mod error;
 mod fault;
 pub mod filter;
 mod generated;
+mod hostile;
 mod paging;
 mod persona;
 mod projection;
@@ -89,6 +90,7 @@ pub use fault::{
     DropAfter, FailureCode, FaultOptions, Malformation, PageFault, PageFaultKind, SearchFailure,
 };
 pub use generated::{GeneratedOptions, generated_container};
+pub use hostile::{HostileProxy, Mutation, MutationPlan};
 pub use server::{
     OID_MANAGE_DSA_IT, OID_PAGED_RESULTS, OID_SD_FLAGS, OID_SHOW_DELETED, OID_WHOAMI,
     ServerOptions, TestServer,

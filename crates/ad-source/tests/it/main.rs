@@ -4,6 +4,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod hostile;
 #[cfg(feature = "samba-lab")]
 mod samba_lab;
 mod testkit;
