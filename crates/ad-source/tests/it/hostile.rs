@@ -57,7 +57,7 @@ async fn session(
 ) -> Result<(), String> {
     cfg.connect_timeout_secs = 1;
     cfg.operation_timeout_secs = 1;
-    if seed % 7 == 0 {
+    if seed.is_multiple_of(7) {
         // StartTLS against a server without TLS: its (corrupted) reply is parsed first.
         cfg.starttls = true;
     }
@@ -144,7 +144,7 @@ async fn hostile_server_sessions_never_panic_or_hang() {
     let mut errors = 0usize;
     let mut tasks = tokio::task::JoinSet::new();
     let mut pending = seeds.clone().into_iter();
-    let mut launch = |tasks: &mut tokio::task::JoinSet<_>, seed: u64| {
+    let launch = |tasks: &mut tokio::task::JoinSet<_>, seed: u64| {
         let cfg = config(&server);
         let addr = server.addr();
         let checkpoint = checkpoint.clone();
