@@ -184,10 +184,15 @@ impl Source {
             return Ok(TimeBoundary::default());
         }
         let mut session = Session::open(self.config_arc()).await?;
-        let result = boundary_in(&mut session, Window::new(from, to), self.now()).await;
-        let conn = session.conn.clone();
-        conn.close().await;
-        result
+        let host = session.conn.host().to_owned();
+        let now = self.now();
+        crate::session::isolated(host, "the time-boundary search", async move {
+            let result = boundary_in(&mut session, Window::new(from, to), now).await;
+            let conn = session.conn.clone();
+            conn.close().await;
+            result
+        })
+        .await
     }
 }
 

@@ -146,6 +146,17 @@ pub enum SourceError {
         "the consumer stopped reading events; the run was abandoned and its checkpoint must not be saved"
     )]
     Cancelled,
+    /// The server sent something the LDAP library could not parse (it panicked on it; the
+    /// panic was contained in its own task).
+    #[error(
+        "{host} answered {during} with an LDAP message that cannot be parsed; the server is broken or not a domain controller, or something between us (a proxy, a TLS inspector) rewrites the traffic: check the URL and the path to the DC"
+    )]
+    Malformed {
+        /// The DC.
+        host: String,
+        /// The step (`the connection, bind or rootDSE read`, …).
+        during: &'static str,
+    },
     /// A bug or an impossible state.
     #[error("internal error in the AD source: {0}")]
     Internal(String),

@@ -86,10 +86,15 @@ impl Source {
         since: &Checkpoint,
     ) -> Result<ChangedGroups, SourceError> {
         let mut session = Session::open(self.config_arc()).await?;
-        let result = groups_changed_in(&mut session, since).await;
-        let conn = session.conn.clone();
-        conn.close().await;
-        result
+        let host = session.conn.host().to_owned();
+        let since = since.clone();
+        crate::session::isolated(host, "the search for changed groups", async move {
+            let result = groups_changed_in(&mut session, &since).await;
+            let conn = session.conn.clone();
+            conn.close().await;
+            result
+        })
+        .await
     }
 
     async fn read(&self, dns: &[String], kinds: Kinds) -> Result<Vec<SourceEvent>, SourceError> {
@@ -97,10 +102,15 @@ impl Source {
             return Ok(Vec::new());
         }
         let mut session = Session::open(self.config_arc()).await?;
-        let result = read_objects_in(&mut session, dns, kinds, self).await;
-        let conn = session.conn.clone();
-        conn.close().await;
-        result
+        let host = session.conn.host().to_owned();
+        let (dns, source) = (dns.to_vec(), self.clone());
+        crate::session::isolated(host, "a re-read of objects", async move {
+            let result = read_objects_in(&mut session, &dns, kinds, &source).await;
+            let conn = session.conn.clone();
+            conn.close().await;
+            result
+        })
+        .await
     }
 }
 

@@ -115,7 +115,20 @@ pub(crate) struct Session {
 
 impl Session {
     /// Connect, bind and read the rootDSE.
+    /// Connect, bind and read the rootDSE, in a task of its own: ldap3 parses some replies
+    /// (bind, StartTLS, search results) in the caller's task and panics on malformed ones; a
+    /// panic there becomes [`SourceError::Malformed`] instead of unwinding into the caller.
     pub(crate) async fn open(config: Arc<SourceConfig>) -> Result<Session, SourceError> {
+        let host = config.endpoint().map(|e| e.host).unwrap_or_default();
+        isolated(
+            host,
+            "the connection, bind or rootDSE read",
+            Self::open_here(config),
+        )
+        .await
+    }
+
+    async fn open_here(config: Arc<SourceConfig>) -> Result<Session, SourceError> {
         // A DC that is busy or drops the first connection gets the same bounded retries as a
         // drop mid-read; a refused or unreachable port, DNS, TLS and bind errors fail at once.
         let mut attempt = 0u32;
@@ -264,6 +277,20 @@ pub(crate) fn effective_page_size(configured: u32, server_max: Option<u32>) -> u
         .filter(|m| *m > 0)
         .unwrap_or(crate::config::DEFAULT_PAGE_SIZE);
     configured.clamp(1, limit)
+}
+
+/// Run `work` in its own task; a panic in it (ldap3 parsing a malformed reply) becomes
+/// [`SourceError::Malformed`].
+pub(crate) async fn isolated<T: Send + 'static>(
+    host: String,
+    during: &'static str,
+    work: impl std::future::Future<Output = Result<T, SourceError>> + Send + 'static,
+) -> Result<T, SourceError> {
+    match tokio::spawn(work).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => Err(SourceError::Malformed { host, during }),
+        Err(_) => Err(SourceError::Cancelled),
+    }
 }
 
 #[cfg(test)]
