@@ -15,6 +15,7 @@ use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+mod hostile;
 mod platform_models;
 mod unicode;
 
