@@ -134,6 +134,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log);
+    // A panic goes to the log as an error line (JSON under --log-format json), not as a raw
+    // backtrace on stderr. ldap3 panics on some malformed server messages inside tasks that
+    // ad-source isolates: the operation then fails with a sentence of its own.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!("internal panic: {info}");
+    }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

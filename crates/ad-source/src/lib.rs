@@ -106,31 +106,6 @@ pub use sync::{
 impl Source {
     /// Check every step from DNS to reading objectSid; never fails, the report says.
     pub async fn probe(&self) -> ProbeReport {
-        // In a task of its own: ldap3 panics on some malformed replies in the caller's task.
-        let config = self.config().clone();
-        match tokio::spawn(async move { probe::probe(&config).await }).await {
-            Ok(report) => report,
-            Err(e) => {
-                let host = self.config().endpoint().map(|e| e.host).unwrap_or_default();
-                let message = if e.is_panic() {
-                    SourceError::Malformed {
-                        host,
-                        during: "the connection test",
-                    }
-                    .to_string()
-                } else {
-                    SourceError::Cancelled.to_string()
-                };
-                ProbeReport {
-                    steps: vec![ProbeStep {
-                        step: ProbeStepKind::Tcp,
-                        outcome: ProbeOutcome::Fail,
-                        message,
-                        elapsed_ms: 0,
-                    }],
-                    certificate: None,
-                }
-            }
-        }
+        probe::probe(self.config()).await
     }
 }

@@ -234,6 +234,36 @@ async fn peer_certificate(ldap: &mut Ldap) -> Option<CertificateInfo> {
 
 /// Run every step against the configured DC.
 pub async fn probe(config: &SourceConfig) -> ProbeReport {
+    // In a task of its own: ldap3 parses some replies (bind, StartTLS, results) in the
+    // caller's task and panics on malformed ones; the panic becomes a failed step.
+    let owned = config.clone();
+    match tokio::spawn(async move { probe_here(&owned).await }).await {
+        Ok(report) => report,
+        Err(e) => {
+            let host = config.endpoint().map(|e| e.host).unwrap_or_default();
+            let message = if e.is_panic() {
+                SourceError::Malformed {
+                    host,
+                    during: "the connection test",
+                }
+                .to_string()
+            } else {
+                SourceError::Cancelled.to_string()
+            };
+            ProbeReport {
+                steps: vec![ProbeStep {
+                    step: ProbeStepKind::Tcp,
+                    outcome: ProbeOutcome::Fail,
+                    message,
+                    elapsed_ms: 0,
+                }],
+                certificate: None,
+            }
+        }
+    }
+}
+
+async fn probe_here(config: &SourceConfig) -> ProbeReport {
     let mut r = Recorder {
         steps: Vec::new(),
         started: Instant::now(),

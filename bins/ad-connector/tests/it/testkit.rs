@@ -244,3 +244,55 @@ async fn sekoia_delta_resends_users_whose_groups_changed() {
         "{group_name} in {groups:#?}"
     );
 }
+
+/// `ad-connector test` against a server that corrupts one of its messages: an exit code
+/// (0 passed, 3 failed), a sentence, never a crash (101) or a raw panic on stderr.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_command_against_a_hostile_server_fails_with_sentences_never_a_crash() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let sessions: u64 = std::env::var("HOSTILE_PROBE_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let mut failed = 0;
+    for seed in 0..sessions {
+        let plan = ad_testkit::MutationPlan::random(seed, 24);
+        let proxy = ad_testkit::HostileProxy::start(server.addr(), plan)
+            .await
+            .unwrap();
+        let path = config(dir.path(), &server, "");
+        let text_config = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(&server.url(), &proxy.url())
+            .replace(
+                "[source]\n",
+                "[source]\nconnect_timeout_secs = 1\noperation_timeout_secs = 1\n",
+            );
+        std::fs::write(&path, text_config).unwrap();
+        let output = tokio::task::spawn_blocking(move || run(&path, &["test"]))
+            .await
+            .unwrap();
+        let all = text(&output);
+        let code = output.status.code();
+        assert!(
+            matches!(code, Some(0) | Some(3)),
+            "seed {seed} ({plan:?}): exit {code:?}\n{all}"
+        );
+        assert!(
+            !all.contains("panicked at") || all.contains("internal panic"),
+            "seed {seed}: raw panic\n{all}"
+        );
+        if code == Some(3) {
+            failed += 1;
+            assert!(
+                all.contains("FAIL"),
+                "seed {seed}: no failed step named\n{all}"
+            );
+        }
+        drop(proxy);
+    }
+    eprintln!(
+        "{sessions} corrupted sessions: {failed} failed the test with a sentence, none crashed"
+    );
+}
