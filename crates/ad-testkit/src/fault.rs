@@ -147,4 +147,7 @@ pub struct FaultOptions {
     /// Answer every read of a ranged attribute (`member;range=1500-*`, the follow-up reads
     /// of MaxValRange retrieval) with this error, so the entry cannot be read completely.
     pub range_failure: Option<FailureCode>,
+    /// Announce ranged attributes as `member;range=0-18446744073709551615`: a bound past
+    /// which no next index exists (a broken or hostile server).
+    pub absurd_range: bool,
 }

@@ -36,6 +36,8 @@ pub(crate) struct Shape<'a> {
     pub(crate) max_val_range: usize,
     pub(crate) empty_plain_ranged: bool,
     pub(crate) malformed: &'a [Malformation],
+    /// Announce the first chunk of a ranged attribute as `name;range=0-18446744073709551615`.
+    pub(crate) absurd_range: bool,
 }
 
 impl Projection {
@@ -134,8 +136,13 @@ impl Projection {
                         vals: Vec::new(),
                     });
                 }
+                let high = if shape.absurd_range {
+                    u64::MAX.to_string()
+                } else {
+                    (max - 1).to_string()
+                };
                 out.push(LdapPartialAttribute {
-                    atype: format!("{name};range=0-{}", max - 1),
+                    atype: format!("{name};range=0-{high}"),
                     vals: values.into_iter().take(max).collect(),
                 });
             } else {
@@ -220,6 +227,7 @@ mod tests {
             max_val_range: 1500,
             empty_plain_ranged: false,
             malformed: &[],
+            absurd_range: false,
         }
     }
 

@@ -913,6 +913,7 @@ fn prepare(
         max_val_range: opts.max_val_range,
         empty_plain_ranged: opts.empty_plain_ranged_attribute,
         malformed: &faults.malformed,
+        absurd_range: faults.absurd_range,
     };
     let state = shared.directory.read();
     let is_root_dse = req.base.trim().is_empty();

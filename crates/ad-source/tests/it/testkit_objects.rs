@@ -140,3 +140,35 @@ async fn testkit_source_clock_decides_account_expiry() {
         AccountStatus::Expired
     );
 }
+
+/// A server announcing `member;range=0-18446744073709551615` (no next index exists): the
+/// group is skipped with a sentence, nothing overflows, everything else is read.
+#[tokio::test]
+async fn testkit_absurd_range_bound_skips_the_group_with_a_sentence() {
+    let (directory, m) = company(60);
+    let server = TestServer::start(
+        directory,
+        ServerOptions {
+            max_val_range: 5,
+            faults: FaultOptions {
+                absurd_range: true,
+                ..FaultOptions::default()
+            },
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let source = Source::new(config(&server)).unwrap();
+    let (c, summary) = full(&source).await;
+    let skipped = c
+        .skipped
+        .iter()
+        .find(|s| s.dn.eq_ignore_ascii_case(&m.large_group))
+        .unwrap_or_else(|| panic!("the large group was not skipped: {:?}", c.skipped));
+    assert!(
+        skipped.reason.contains("past the largest index"),
+        "{skipped:?}"
+    );
+    assert!(!c.users.is_empty());
+    assert!(summary.counters.skipped >= 1);
+}
