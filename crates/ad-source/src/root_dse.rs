@@ -44,6 +44,20 @@ impl RootDse {
     }
 }
 
+/// AD's USNs are signed 64-bit (LONGLONG): a larger one is not an AD USN, and a checkpoint at
+/// it would make every later delta search for changes past anything the DC can write.
+fn check_usn(host: &str, usn: u64) -> Result<(), SourceError> {
+    if i64::try_from(usn).is_ok() {
+        return Ok(());
+    }
+    Err(SourceError::RootDse {
+        host: host.to_owned(),
+        message: format!(
+            "highestCommittedUSN {usn} is larger than any Active Directory USN can be (2^63 - 1); the server is broken or not an AD domain controller"
+        ),
+    })
+}
+
 /// A base-scope read of one entry (no paging), panic-free.
 pub(crate) async fn read_base(
     conn: &Connection,
@@ -139,16 +153,7 @@ pub(crate) async fn read(conn: &Connection) -> Result<RootDse, SourceError> {
     let highest_committed_usn = text(&root, "highestCommittedUSN")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .ok_or_else(|| missing("numeric highestCommittedUSN"))?;
-    // AD's USNs are signed 64-bit (LONGLONG): a larger one is not an AD USN, and a checkpoint
-    // at it would make every later delta search for changes past anything the DC can write.
-    if i64::try_from(highest_committed_usn).is_err() {
-        return Err(SourceError::RootDse {
-            host: host.clone(),
-            message: format!(
-                "highestCommittedUSN {highest_committed_usn} is larger than any Active Directory USN can be (2^63 - 1); the server is broken or not an AD domain controller"
-            ),
-        });
-    }
+    check_usn(&host, highest_committed_usn)?;
     let ds_service_name = text(&root, "dsServiceName").ok_or_else(|| missing("dsServiceName"))?;
     let supported_controls = root
         .values("supportedControl")
@@ -232,6 +237,17 @@ pub(crate) fn parse_max_page_size(values: &[Vec<u8>]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usns_at_the_boundary() {
+        assert!(check_usn("dc1", 0).is_ok());
+        assert!(check_usn("dc1", i64::MAX as u64).is_ok());
+        let refused = check_usn("dc1", i64::MAX as u64 + 1)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("9223372036854775808"), "{refused}");
+        assert!(check_usn("dc1", u64::MAX).is_err());
+    }
 
     #[test]
     fn max_page_size_from_admin_limits() {
