@@ -218,7 +218,7 @@ impl GroupIndex {
     /// Every group reachable from `member_of` and the primary group through the groups'
     /// own `memberOf` (nesting), nearest first, each once (a cycle in the nesting is walked
     /// once), and the privileged groups among them with the chain that leads to each. Reads
-    /// the index only: call [`GroupIndex::fill_closure`] first so it holds every group on
+    /// the index only: the source fills it first (`fill_closure`) so it holds every group on
     /// the way.
     pub fn transitive(
         &self,

@@ -481,7 +481,10 @@ async fn samba_lab_delta_yields_exactly_the_five_changes_then_renames_keep_the_g
     let mut ldap = admin_ldap().await;
     let ou = TestOu::create(&mut ldap).await;
     let result = async {
-        let tag = ou.dn.get(15..23).expect("the test OU name holds an 8-character tag");
+        let tag = ou
+            .dn
+            .get(15..23)
+            .expect("the test OU name holds an 8-character tag");
         let mut dns = Vec::new();
         for i in 0..4 {
             dns.push(add_user(&mut ldap, &ou.dn, &format!("srctest{i}-{tag}")).await);
@@ -661,7 +664,10 @@ async fn samba_lab_time_boundary_finds_account_expires_in_the_window() {
     let mut ldap = admin_ldap().await;
     let ou = TestOu::create(&mut ldap).await;
     let result = async {
-        let tag = ou.dn.get(15..23).expect("the test OU name holds an 8-character tag");
+        let tag = ou
+            .dn
+            .get(15..23)
+            .expect("the test OU name holds an 8-character tag");
         let expiring = add_user(&mut ldap, &ou.dn, &format!("srcexp-{tag}")).await;
         add_user(&mut ldap, &ou.dn, &format!("srckeep-{tag}")).await;
         // Ten days ahead, to the second: the window is a FILETIME range, whatever "now" is.
