@@ -93,7 +93,7 @@ pub use generated::{GeneratedOptions, generated_container};
 pub use hostile::{HostileProxy, Mutation, MutationPlan};
 pub use server::{
     OID_MANAGE_DSA_IT, OID_PAGED_RESULTS, OID_SD_FLAGS, OID_SHOW_DELETED, OID_WHOAMI,
-    ServerOptions, TestServer,
+    ServerOptions, StatsHandle, TestServer,
 };
 pub use stats::{SearchRecord, ServerStats};
 

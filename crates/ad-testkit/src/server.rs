@@ -132,6 +132,17 @@ struct Shared {
     faulted_pages: AtomicU64,
 }
 
+/// The counters of a [`TestServer`], readable without borrowing it.
+#[derive(Debug, Clone)]
+pub struct StatsHandle(Arc<Shared>);
+
+impl StatsHandle {
+    /// Counters since start or the last [`TestServer::reset_stats`].
+    pub fn stats(&self) -> ServerStats {
+        self.0.counters.snapshot()
+    }
+}
+
 /// A running in-process LDAP server on `127.0.0.1:<ephemeral port>`. Stops on drop.
 #[derive(Debug)]
 pub struct TestServer {
@@ -265,6 +276,12 @@ impl TestServer {
     /// Counters since start or the last [`TestServer::reset_stats`].
     pub fn stats(&self) -> ServerStats {
         self.shared.counters.snapshot()
+    }
+
+    /// A handle on the counters that can be cloned into other tasks (each
+    /// [`StatsHandle::stats`] is a snapshot, as [`TestServer::stats`]).
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(Arc::clone(&self.shared))
     }
 
     /// Zeroes the counters and clears the search log.

@@ -34,7 +34,7 @@ impl Lab {
         let server =
             TestServer::start(company.directory.clone(), ServerOptions::default()).unwrap();
         let platform = Platform::new(company.directory);
-        platform.arm(HashMap::new(), Arc::new(tokio::sync::Notify::new()));
+        platform.arm(HashMap::new(), Arc::new(tokio::sync::Notify::new()), None);
         Lab {
             server,
             manifest: company.manifest,

@@ -1,15 +1,36 @@
 //! A fake platform: a sink that holds what a platform would hold after each batch, with
 //! injected faults, and that checks on every delete that the object is really gone.
+//!
+//! A request takes a few polls on the wire, and the HTTP client carrying it has a total
+//! timeout. Wall time would make the simulation depend on the machine, so the timeout runs
+//! on the clock that matters: LDAP round trips the DC answered while the request was on the
+//! wire (reading is what the engine does meanwhile, and each round trip takes real time on
+//! a real network). A request that needs more than [`TIMEOUT_ROUND_TRIPS`] of them came back
+//! too late: the platform applied the batch, the client reports a timeout, and the cycle
+//! fails without an injected fault, which the harness reports as a liveness violation (f).
+//! A request driven by a task of its own completes while the reader waits for its first
+//! page; one left unpolled until the engine settles it waits for as much reading as the
+//! engine does meanwhile.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ad_model::{Guid, ObjectKind};
-use ad_testkit::Directory;
+use ad_testkit::{Directory, StatsHandle};
 use asset_sink::{Ack, Batch, Capabilities, Change, CheckReport, Sink, SinkError};
 use async_trait::async_trait;
 use tokio::sync::Notify;
+
+/// Polls a request needs after its first one until the platform's answer is read (the
+/// first poll writes it).
+const TRANSIT_POLLS: usize = 3;
+
+/// The client's total timeout, in LDAP round trips the DC answered while the request was on
+/// the wire. A request in a task of its own is polled again in the runtime's next pass,
+/// and a pass sees at most one round trip per connection: it completes within a few (at
+/// most 4 in 1,000 scenarios, 28,000 requests).
+const TIMEOUT_ROUND_TRIPS: u64 = 10;
 
 /// What the platform does on one `send` call (counted from the start of a cycle).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +80,8 @@ pub struct Platform {
     directory: Directory,
     /// Notified when a crash fault fires; the harness drops the cycle.
     crash: Arc<Mutex<Arc<Notify>>>,
+    /// The DC the cycle reads from: its round trips are the clock of requests' timeouts.
+    clock: Arc<Mutex<Option<StatsHandle>>>,
 }
 
 impl Platform {
@@ -67,6 +90,7 @@ impl Platform {
             held: Arc::default(),
             directory,
             crash: Arc::new(Mutex::new(Arc::new(Notify::new()))),
+            clock: Arc::default(),
         }
     }
 
@@ -75,9 +99,10 @@ impl Platform {
     }
 
     /// Start a cycle with these faults (by call number, 1-based); `crash` is notified when a
-    /// crash fault fires.
-    pub fn arm(&self, faults: HashMap<u64, Fault>, crash: Arc<Notify>) {
+    /// crash fault fires; `dc`: the DC the cycle reads from (`None`: requests never time out).
+    pub fn arm(&self, faults: HashMap<u64, Fault>, crash: Arc<Notify>, dc: Option<StatsHandle>) {
         *self.crash.lock().unwrap_or_else(PoisonError::into_inner) = crash;
+        *self.clock.lock().unwrap_or_else(PoisonError::into_inner) = dc;
         let mut held = self.lock();
         held.faults = faults;
         held.calls = 0;
@@ -215,6 +240,14 @@ impl Sink for Platform {
             held.fired |= fault.is_some_and(|f| f != Fault::TooManyRequests);
             fault
         };
+        // Written at the first poll; the client's timeout runs from here.
+        let clock = self
+            .clock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let round_trips = move || clock.as_ref().map_or(0, |dc| dc.stats().searches);
+        let mut sent_at = round_trips();
         // Yield like a network round trip would, so batches interleave with reading.
         tokio::task::yield_now().await;
         let what = format!("batch {}", batch.id);
@@ -224,7 +257,11 @@ impl Sink for Platform {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 return Err(server_error(&what));
             }
-            Some(Fault::TooManyRequests) => tokio::time::sleep(Duration::from_millis(2)).await,
+            Some(Fault::TooManyRequests) => {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                // The sink's retry after Retry-After is a new request with a new timeout.
+                sent_at = round_trips();
+            }
             Some(Fault::CrashBefore) => {
                 self.crash
                     .lock()
@@ -234,6 +271,10 @@ impl Sink for Platform {
             }
             _ => {}
         }
+        for _ in 0..TRANSIT_POLLS {
+            tokio::task::yield_now().await;
+        }
+        let waited = round_trips().saturating_sub(sent_at);
         {
             let mut held = self.lock();
             match held.refuse_all {
@@ -272,6 +313,17 @@ impl Sink for Platform {
                 });
             }
             self.apply(&mut held, batch);
+        }
+        if waited > TIMEOUT_ROUND_TRIPS {
+            return Err(SinkError::Transport {
+                sink: "sim",
+                host: "platform.sim".into(),
+                detail: format!(
+                    "the platform accepted {what}, but its answer was read after the client's \
+                     timeout: the DC answered {waited} LDAP requests while it was on the wire \
+                     (at most {TIMEOUT_ROUND_TRIPS})"
+                ),
+            });
         }
         match fault {
             Some(Fault::AcceptedThenDropped) => Err(SinkError::Transport {

@@ -568,7 +568,11 @@ impl Sim {
             }
         }
         let crash = Arc::new(Notify::new());
-        self.platform.arm(faults, Arc::clone(&crash));
+        self.platform.arm(
+            faults,
+            Arc::clone(&crash),
+            Some(self.dcs[self.dc].stats_handle()),
+        );
         let observer = SimObserver {
             reads: AtomicU64::new(0),
             crash_at,
