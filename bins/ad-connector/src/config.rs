@@ -14,10 +14,9 @@ use asset_sink::jsonl::{JsonlConfig, JsonlSink};
 use asset_sink::qualys::{QualysConfig, QualysSink};
 use asset_sink::sekoia::{SekoiaConfig, SekoiaSink};
 use serde::Deserialize;
-use toml::Table;
 
-use crate::layers;
-use crate::schedule::Schedule;
+use crate::layers::{self, Layered};
+use crate::schedule::{CronDialect, Schedule, ScheduleError};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +80,11 @@ pub struct ScheduleConfig {
     /// (`0 0/10 * * * *`), in UTC. Default every 10 minutes.
     #[serde(default = "default_cron")]
     pub cron: String,
+    /// How `cron` numbers the days of the week: `cron` (0 or 7 = Sunday; the default) or
+    /// `quartz` (1 = Sunday … 7 = Saturday, `?` for "any", an optional 7th field for the
+    /// year). A Qualys env file's `service.cron-expression` is Quartz and sets it.
+    #[serde(default)]
+    pub dialect: CronDialect,
     /// A full sync (which also catches deletions past the tombstone lifetime and objects
     /// moved out of scope) runs when the last one is older than this. Default 24.
     #[serde(default = "default_full_hours")]
@@ -120,9 +124,17 @@ impl Default for ScheduleConfig {
     fn default() -> Self {
         ScheduleConfig {
             cron: default_cron(),
+            dialect: CronDialect::Cron,
             full_sync_interval_hours: default_full_hours(),
             run_at_start: true,
         }
+    }
+}
+
+impl ScheduleConfig {
+    /// The parsed schedule.
+    pub fn parsed(&self) -> Result<Schedule, ScheduleError> {
+        Schedule::parse("schedule.cron", &self.cron, self.dialect)
     }
 }
 
@@ -180,45 +192,10 @@ pub enum ConfigError {
     },
 }
 
-/// Keys of the Qualys env file that are read here (the rest go to the Qualys sink).
-const ENV_FILE_OWN_KEYS: &[&str] = &[
-    "service.cron-expression",
-    "thread-pool.size",
-    "service.child-thread-pool",
-    "qualys.OAuthClientLevel",
-];
-
-/// Every key a Qualys env file may carry, for "did you mean".
-const ENV_FILE_KNOWN_KEYS: &[&str] = &[
-    "connector.api.url",
-    "qualys.customerUuid",
-    "qualys.connectionUuid",
-    "qualys.profileUuid",
-    "authentication.type",
-    "qualys.user.username",
-    "qualys.user.password",
-    "oauth.client.id",
-    "oauth.client.secret",
-    "oauth.token.url",
-    "qualys.clientId",
-    "qualys.clientSecret",
-    "qualys.OAuthClientLevel",
-    "service.cron-expression",
-    "proxy.enabled",
-    "proxy.host",
-    "proxy.port",
-    "proxy.scheme",
-    "service.http.proxy.enabled",
-    "service.http.proxy.host",
-    "service.http.proxy.port",
-    "service.http.proxy.scheme",
-    "thread-pool.size",
-    "service.child-thread-pool",
-];
-
 impl Config {
-    /// Load `file` (if given and present), then `ADC_…` variables from `env`, then the
-    /// Qualys env file. `file_required` makes a missing file an error.
+    /// Load `file` (if given and present), then the Qualys env file, then `ADC_…`
+    /// variables from `env` (each layer overrides the one before, key by key).
+    /// `file_required` makes a missing file an error.
     pub fn load<I>(
         file: Option<&Path>,
         file_required: bool,
@@ -228,13 +205,26 @@ impl Config {
     where
         I: IntoIterator<Item = (String, String)>,
     {
-        let mut table = Table::new();
+        Ok(Config::load_layered(file, file_required, env, env_file)?.0)
+    }
+
+    /// [`Config::load`], also returning the merged settings with their origins.
+    pub fn load_layered<I>(
+        file: Option<&Path>,
+        file_required: bool,
+        env: I,
+        env_file: Option<&Path>,
+    ) -> Result<(Config, Layered), ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut layered = Layered::default();
         let mut base = PathBuf::from(".");
         if let Some(path) = file
             && (path.exists() || file_required)
         {
-            table = layers::read_file(path)?;
-            if layers::has_inline_secret(&table) && layers::world_readable(path) {
+            layers::read_file(path, &mut layered)?;
+            if layers::has_inline_secret(&layered.table) && layers::world_readable(path) {
                 tracing::warn!(
                     file = %path.display(),
                     "the configuration file holds a secret and is readable by every user on this machine; run chmod 600 on it or move the secret to a *_file or ADC_ environment variable"
@@ -242,68 +232,20 @@ impl Config {
             }
             base = path.parent().map(Path::to_path_buf).unwrap_or(base);
         }
-        layers::apply_env(&mut table, env)?;
-        layers::resolve_secret_files(&mut table, &base, "")?;
-        let mut config: Config = Config::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::Invalid(layers::suggest(&e.to_string())))?;
         if let Some(path) = env_file {
-            config.apply_env_file(path)?;
+            crate::env_file::apply(path, &mut layered)?;
         }
+        layers::apply_env(&mut layered, env)?;
+        layers::resolve_secret_files(&mut layered, &base)?;
+        let config: Config = Config::deserialize(toml::Value::Table(layered.table.clone()))
+            .map_err(|e| ConfigError::Invalid(layers::suggest(&e.to_string())))?;
         config.validate()?;
-        Ok(config)
-    }
-
-    /// Read a Qualys execution-engine env file: Qualys settings, schedule, thread pool.
-    fn apply_env_file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let env_err = |message: String| ConfigError::EnvFile {
-            path: path.to_owned(),
-            message,
-        };
-        let text =
-            std::fs::read_to_string(path).map_err(|e| env_err(format!("cannot be read: {e}")))?;
-        let (qualys, rest) =
-            QualysConfig::from_env_file(&text).map_err(|e| env_err(e.to_string()))?;
-        for (key, value) in rest {
-            match key.as_str() {
-                "service.cron-expression" => self.schedule.cron = value,
-                "thread-pool.size" => {
-                    self.pipeline.concurrency = value.parse().map_err(|_| {
-                        env_err(format!("thread-pool.size = {value:?} is not a whole number; write e.g. thread-pool.size=10"))
-                    })?;
-                }
-                k if ENV_FILE_OWN_KEYS.contains(&k) => {
-                    tracing::debug!(
-                        key = k,
-                        "env file key has no meaning for this connector; ignored"
-                    );
-                }
-                other => {
-                    let hint = ENV_FILE_KNOWN_KEYS
-                        .iter()
-                        .map(|known| {
-                            (
-                                layers::edit_distance(
-                                    &other.to_ascii_lowercase(),
-                                    &known.to_ascii_lowercase(),
-                                ),
-                                *known,
-                            )
-                        })
-                        .min()
-                        .filter(|(d, _)| *d <= 3)
-                        .map(|(_, k)| format!(" — did you mean {k}?"))
-                        .unwrap_or_default();
-                    return Err(env_err(format!("unknown key {other}{hint}")));
-                }
-            }
-        }
-        self.sink.kind = SinkKind::Qualys;
-        self.sink.qualys = Some(qualys);
-        Ok(())
+        Ok((config, layered))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        Schedule::parse("schedule.cron", &self.schedule.cron)
+        self.schedule
+            .parsed()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.pipeline.concurrency == 0 || self.pipeline.concurrency > 64 {
             return Err(ConfigError::Invalid(format!(
@@ -475,6 +417,7 @@ mod tests {
         let config = Config::load(None, false, Vec::new(), Some(&env)).unwrap();
         assert_eq!(config.sink.kind, SinkKind::Qualys);
         assert_eq!(config.schedule.cron, "0 0/10 * * * *");
+        assert_eq!(config.schedule.dialect, CronDialect::Quartz);
         assert_eq!(config.pipeline.concurrency, 10);
         assert!(!format!("{config:?}").contains("Qualys@890"));
 
@@ -483,10 +426,77 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains(
-                "unknown key service.cron-expresion — did you mean service.cron-expression?"
-            ),
+            err.contains("unknown key service.cron-expresion (line 7)")
+                && err.contains("did you mean service.cron-expression?"),
             "{err}"
+        );
+    }
+
+    /// TOML < env file < ADC_ variables, key by key: the env file neither drops what it does
+    /// not set (a TOML proxy) nor beats the environment.
+    #[test]
+    fn layers_merge_key_by_key_in_a_documented_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml_path = dir.path().join("c.toml");
+        std::fs::write(
+            &toml_path,
+            "[sink.qualys]\ngateway_url = \"https://toml.example.test\"\ncustomer_uuid = \"35664649-0000-4000-8000-0e54079e1ee9\"\nconnection_uuid = \"6ec6ac85-0000-4000-8000-558f378caa2b\"\nprofile_uuid = \"a4ab0242-0000-4000-8000-f62c67a56093\"\nbatch_size = 200\n[sink.qualys.auth]\ntype = \"OAUTH\"\nclient_id = \"c\"\nclient_secret = \"s\"\ntoken_url = \"https://idp.example.test/t\"\n[sink.qualys.http.proxy]\nurl = \"http://proxy.example.test:3128\"\n",
+        )
+        .unwrap();
+        let env_path = dir.path().join("qualys.env");
+        std::fs::write(
+            &env_path,
+            "connector.api.url=https://envfile.example.test\nqualys.user.username=u\nqualys.user.password=p\nservice.cron-expression=0 0 12 ? * 1\n",
+        )
+        .unwrap();
+        let (config, layered) = Config::load_layered(
+            Some(&toml_path),
+            true,
+            vec![("ADC_PIPELINE__CONCURRENCY".to_owned(), "3".to_owned())],
+            Some(&env_path),
+        )
+        .unwrap();
+        let qualys = config.sink.qualys.unwrap();
+        assert_eq!(qualys.gateway_url, "https://envfile.example.test");
+        assert_eq!(qualys.batch_size, 200);
+        assert_eq!(
+            qualys.http.proxy.map(|p| p.url).as_deref(),
+            Some("http://proxy.example.test:3128")
+        );
+        // Credentials are one unit: the env file's BASIC replaced the TOML's OAUTH.
+        assert!(matches!(
+            qualys.auth,
+            asset_sink::qualys::QualysAuth::Basic { .. }
+        ));
+        assert_eq!(config.schedule.dialect, CronDialect::Quartz);
+        assert_eq!(config.pipeline.concurrency, 3);
+        assert_eq!(
+            layered.origins["sink.qualys.gateway_url"].to_string(),
+            format!("env file {}:1 (connector.api.url)", env_path.display())
+        );
+        assert_eq!(
+            layered.origins["sink.qualys.batch_size"].to_string(),
+            format!("{}:6", toml_path.display())
+        );
+        assert_eq!(
+            layered.origins["pipeline.concurrency"].to_string(),
+            "environment ADC_PIPELINE__CONCURRENCY"
+        );
+        assert!(!layered.origins.contains_key("sink.qualys.auth.client_id"));
+        // The environment beats the env file.
+        let config = Config::load(
+            Some(&toml_path),
+            true,
+            vec![(
+                "ADC_SINK__QUALYS__GATEWAY_URL".to_owned(),
+                "https://env.example.test".to_owned(),
+            )],
+            Some(&env_path),
+        )
+        .unwrap();
+        assert_eq!(
+            config.sink.qualys.unwrap().gateway_url,
+            "https://env.example.test"
         );
     }
 }

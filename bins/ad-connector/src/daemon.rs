@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::progress::Progress;
-use crate::schedule::Schedule;
 
 /// A token cancelled on the first SIGINT or SIGTERM.
 pub fn shutdown_token() -> CancellationToken {
@@ -49,7 +48,7 @@ async fn wait_for_signal() {
 
 /// Run until stopped.
 pub async fn run(config: &Config) -> anyhow::Result<()> {
-    let schedule = Schedule::parse("schedule.cron", &config.schedule.cron)?;
+    let schedule = config.schedule.parsed()?;
     let mut engine = crate::engine(config)?;
     let shutdown = shutdown_token();
     tracing::info!(

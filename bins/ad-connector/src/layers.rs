@@ -1,20 +1,116 @@
-//! Configuration layers: a TOML file, then a Qualys env file, then `ADC_…` environment
-//! variables, merged into one TOML table before it is deserialized (strictly: unknown keys
-//! are errors, with a "did you mean").
+//! Configuration layers, lowest first: a TOML file, a Qualys env file, `ADC_…` environment
+//! variables. They are merged key by key into one TOML table before it is deserialized
+//! (strictly: unknown keys are errors, with a "did you mean"), and every key remembers where
+//! its value came from ([`Origin`]) for `config show`.
 //!
 //! Environment variables: `ADC_` + the key path in upper case, levels joined by `__`:
-//! `ADC_SOURCE__URL`, `ADC_SINK__SEKOIA__API_KEY`, `ADC_STATE_DIR`. `true`/`false` become
-//! booleans and digits integers, except for secret keys, which stay text.
+//! `ADC_SOURCE__URL`, `ADC_SINK__SEKOIA__API_KEY`, `ADC_STATE_DIR`. A value gets the type the
+//! key has in the documented example (`docs/ad-connector.example.toml`): `ADC_SOURCE__BIND=12345`
+//! stays text, `ADC_SOURCE__PAGE_SIZE=500` is a number.
 //!
 //! Secrets (`password`, `api_key`, `client_secret`) may instead be given as `<key>_file`:
 //! the file's content (trailing newline removed) is used.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
 /// Keys whose values are secrets: never typed, never logged, may come from `<key>_file`.
 pub const SECRET_KEYS: &[&str] = &["password", "api_key", "client_secret"];
+
+/// The documented example: every key, with its type.
+const EXAMPLE: &str = include_str!("../../../docs/ad-connector.example.toml");
+
+/// Where a configuration value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A line of the TOML file.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+    },
+    /// A key of the Qualys env file.
+    EnvFile {
+        /// The file.
+        path: PathBuf,
+        /// The env file's key.
+        key: String,
+        /// The line, from 1.
+        line: usize,
+    },
+    /// `--env-file` itself (it selects the Qualys sink).
+    EnvFileGiven {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An environment variable.
+    Env {
+        /// Its name.
+        var: String,
+    },
+    /// The content of a secret file named by another setting.
+    SecretFile {
+        /// The file read.
+        path: PathBuf,
+        /// Where the `<key>_file` setting came from.
+        named_by: Box<Origin>,
+    },
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::EnvFile { path, key, line } => {
+                write!(f, "env file {}:{line} ({key})", path.display())
+            }
+            Origin::EnvFileGiven { path } => write!(f, "--env-file {}", path.display()),
+            Origin::Env { var } => write!(f, "environment {var}"),
+            Origin::SecretFile { path, named_by } => {
+                write!(f, "file {} (named by {named_by})", path.display())
+            }
+        }
+    }
+}
+
+/// The merged table and the origin of every value in it (dotted key paths).
+#[derive(Debug, Clone, Default)]
+pub struct Layered {
+    /// The merged settings.
+    pub table: Table,
+    /// Dotted key path (`source.url`) → where its value came from.
+    pub origins: BTreeMap<String, Origin>,
+}
+
+impl Layered {
+    /// Set `path` to `value`, from `origin`.
+    pub fn set(&mut self, path: &[&str], value: Value, origin: Origin) -> Result<(), LayerError> {
+        set(&mut self.table, path, value)?;
+        self.origins.insert(path.join("."), origin);
+        Ok(())
+    }
+
+    /// Remove the table or value at `path` and the origins below it.
+    pub fn remove(&mut self, path: &[&str]) {
+        let Some((last, parents)) = path.split_last() else {
+            return;
+        };
+        let mut current = &mut self.table;
+        for segment in parents {
+            match current.get_mut(*segment) {
+                Some(Value::Table(t)) => current = t,
+                _ => return,
+            }
+        }
+        current.remove(*last);
+        let prefix = path.join(".");
+        self.origins
+            .retain(|key, _| key != &prefix && !key.starts_with(&format!("{prefix}.")));
+    }
+}
 
 /// Why the configuration could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -27,12 +123,17 @@ pub enum LayerError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not TOML.
-    #[error("configuration file {path} is not valid TOML: {message}")]
+    /// The file is not TOML. The message never quotes the file's text (it could be a
+    /// password written without quotes).
+    #[error("configuration file {path} is not valid TOML: line {line}, column {column}: {message}")]
     Syntax {
         /// The file.
         path: PathBuf,
-        /// The parser's message (line and column included).
+        /// The line, from 1.
+        line: usize,
+        /// The column, from 1.
+        column: usize,
+        /// The parser's message, without the quoted text.
         message: String,
     },
     /// A `<secret>_file` could not be read.
@@ -53,18 +154,73 @@ pub enum LayerError {
         /// What is wrong.
         message: String,
     },
+    /// An environment variable's value does not fit its key's type.
+    #[error("{var} = {value:?}: {key} takes {expected}")]
+    EnvType {
+        /// The variable.
+        var: String,
+        /// Its value (never a secret: secrets are text and always fit).
+        value: String,
+        /// The key path.
+        key: String,
+        /// What it takes.
+        expected: &'static str,
+    },
 }
 
-/// Read a TOML file into a table.
-pub fn read_file(path: &Path) -> Result<Table, LayerError> {
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+    (line, column)
+}
+
+/// Read a TOML file into `layered` (the first layer), with the line of every value.
+pub fn read_file(path: &Path, layered: &mut Layered) -> Result<(), LayerError> {
     let text = std::fs::read_to_string(path).map_err(|source| LayerError::Read {
         path: path.to_owned(),
         source,
     })?;
-    text.parse::<Table>().map_err(|e| LayerError::Syntax {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
+    let syntax = |e: toml::de::Error| {
+        let (line, column) = line_column(&text, e.span().map_or(0, |s| s.start));
+        LayerError::Syntax {
+            path: path.to_owned(),
+            line,
+            column,
+            message: e.message().trim().to_owned(),
+        }
+    };
+    let spanned = toml::de::DeTable::parse(&text).map_err(syntax)?;
+    layered.table = text.parse::<Table>().map_err(syntax)?;
+    let mut lines = Vec::new();
+    key_lines(spanned.get_ref(), "", &mut lines);
+    for (key, offset) in lines {
+        let (line, _) = line_column(&text, offset);
+        layered.origins.insert(
+            key,
+            Origin::File {
+                path: path.to_owned(),
+                line,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Every non-table value's dotted key and the byte offset of its key.
+fn key_lines(table: &toml::de::DeTable<'_>, prefix: &str, out: &mut Vec<(String, usize)>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", key.get_ref())
+        };
+        match value.get_ref() {
+            toml::de::DeValue::Table(inner) => key_lines(inner, &path, out),
+            _ => out.push((path, key.span().start)),
+        }
+    }
 }
 
 /// Set `path` (dotted segments) in `table` to `value`, creating tables on the way.
@@ -91,11 +247,18 @@ pub fn set(table: &mut Table, path: &[&str], value: Value) -> Result<(), LayerEr
     Ok(())
 }
 
-/// Overlay `ADC_…` variables from `vars` onto `table`.
-pub fn apply_env<I>(table: &mut Table, vars: I) -> Result<(), LayerError>
+/// Overlay `ADC_…` variables from `vars` onto `layered`.
+pub fn apply_env<I>(layered: &mut Layered, vars: I) -> Result<(), LayerError>
 where
     I: IntoIterator<Item = (String, String)>,
 {
+    let example: Table = EXAMPLE.parse().unwrap_or_default();
+    let mut vars: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("ADC_"))
+        .collect();
+    // Deterministic when two variables name the same key in different cases.
+    vars.sort();
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("ADC_") else {
             continue;
@@ -106,69 +269,129 @@ where
         }
         let lowered = rest.to_ascii_lowercase();
         let segments: Vec<&str> = lowered.split("__").collect();
-        let last = segments.last().copied().unwrap_or_default();
-        set(table, &segments, typed(last, &value))?;
+        let value = typed(&example, &name, &segments, &value)?;
+        layered.set(&segments, value, Origin::Env { var: name.clone() })?;
     }
     Ok(())
 }
 
-/// Infer a TOML value for a text from the environment.
-pub fn typed(key: &str, value: &str) -> Value {
-    if SECRET_KEYS.contains(&key) {
-        return Value::String(value.to_owned());
+/// The TOML value for an environment variable's text: the type its key has in the
+/// documented example; for a key the example does not show, `true`/`false` and plain
+/// numbers are typed and everything else is text. Secrets are always text.
+pub fn typed(example: &Table, var: &str, path: &[&str], text: &str) -> Result<Value, LayerError> {
+    let last = path.last().copied().unwrap_or_default();
+    if SECRET_KEYS.contains(&last) {
+        return Ok(Value::String(text.to_owned()));
     }
-    match value {
-        "true" => Value::Boolean(true),
-        "false" => Value::Boolean(false),
-        _ => match value.parse::<i64>() {
-            Ok(n) if !(value.starts_with('+') || value.len() > 1 && value.starts_with('0')) => {
-                Value::Integer(n)
-            }
-            _ => Value::String(value.to_owned()),
+    let wrong = |expected| LayerError::EnvType {
+        var: var.to_owned(),
+        value: text.to_owned(),
+        key: path.join("."),
+        expected,
+    };
+    let mut shown: Option<&Value> = None;
+    let mut table = Some(example);
+    for segment in path {
+        shown = table.and_then(|t| t.get(*segment));
+        table = shown.and_then(Value::as_table);
+    }
+    Ok(match shown {
+        Some(Value::String(_)) => Value::String(text.to_owned()),
+        Some(Value::Integer(_)) => Value::Integer(
+            text.parse()
+                .map_err(|_| wrong("a whole number (e.g. 500)"))?,
+        ),
+        Some(Value::Float(_)) => {
+            Value::Float(text.parse().map_err(|_| wrong("a number (e.g. 0.10)"))?)
+        }
+        Some(Value::Boolean(_)) => match text.to_ascii_lowercase().as_str() {
+            "true" => Value::Boolean(true),
+            "false" => Value::Boolean(false),
+            _ => return Err(wrong("true or false")),
         },
-    }
+        _ => match text {
+            "true" => Value::Boolean(true),
+            "false" => Value::Boolean(false),
+            _ => match text.parse::<i64>() {
+                Ok(n) if !(text.starts_with('+') || text.len() > 1 && text.starts_with('0')) => {
+                    Value::Integer(n)
+                }
+                _ => Value::String(text.to_owned()),
+            },
+        },
+    })
 }
 
 /// Replace every `<secret>_file = "path"` with `<secret> = "<content>"`, at any depth.
-/// Relative paths are resolved against `base`.
-pub fn resolve_secret_files(
-    table: &mut Table,
-    base: &Path,
-    prefix: &str,
-) -> Result<(), LayerError> {
-    let keys: Vec<String> = table.keys().cloned().collect();
-    for key in keys {
-        let path_key = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        if let Some(Value::Table(inner)) = table.get_mut(&key) {
-            resolve_secret_files(inner, base, &path_key)?;
-            continue;
-        }
-        let Some(secret) = key.strip_suffix("_file") else {
+/// Relative paths are resolved against `base`. Warns about secret files other users can read.
+pub fn resolve_secret_files(layered: &mut Layered, base: &Path) -> Result<(), LayerError> {
+    let mut found = Vec::new();
+    secret_file_keys(&layered.table, "", &mut found);
+    for key in found {
+        let segments: Vec<&str> = key.split('.').collect();
+        let Some((last, parents)) = segments.split_last() else {
             continue;
         };
-        if !SECRET_KEYS.contains(&secret) {
-            continue;
+        let mut table = &layered.table;
+        for segment in parents {
+            match table.get(*segment) {
+                Some(Value::Table(t)) => table = t,
+                _ => break,
+            }
         }
-        let Some(Value::String(file)) = table.remove(&key) else {
+        let Some(Value::String(file)) = table.get(*last).cloned() else {
             return Err(LayerError::Shape {
-                key: path_key,
+                key,
                 message: "must be a file path (text)".into(),
             });
         };
         let file = base.join(file);
         let content = std::fs::read_to_string(&file).map_err(|source| LayerError::SecretFile {
-            key: path_key.clone(),
+            key: key.clone(),
             path: file.clone(),
             source,
         })?;
+        if world_readable(&file) {
+            tracing::warn!(
+                file = %file.display(),
+                "{key} names a file every user on this machine can read; run chmod 600 on it"
+            );
+        }
         let content = content.trim_end_matches(['\r', '\n']).to_owned();
-        table.insert(secret.to_owned(), Value::String(content));
+        let named_by = layered.origins.remove(&key);
+        layered.remove(&segments);
+        let secret = last.trim_end_matches("_file");
+        let mut target: Vec<&str> = parents.to_vec();
+        target.push(secret);
+        let origin = Origin::SecretFile {
+            path: file,
+            named_by: Box::new(named_by.unwrap_or(Origin::Env { var: key.clone() })),
+        };
+        layered.set(&target, Value::String(content), origin)?;
     }
     Ok(())
+}
+
+/// Dotted paths of every `<secret>_file` key.
+fn secret_file_keys(table: &Table, prefix: &str, out: &mut Vec<String>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Table(inner) => secret_file_keys(inner, &path, out),
+            _ => {
+                if key
+                    .strip_suffix("_file")
+                    .is_some_and(|s| SECRET_KEYS.contains(&s))
+                {
+                    out.push(path);
+                }
+            }
+        }
+    }
 }
 
 /// Whether a file is readable by users other than its owner and group (Unix).
@@ -255,46 +478,114 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
     #[test]
-    fn env_overrides_nest_and_type() {
-        let mut table: Table = "state_dir = \"/a\"\n[source]\nurl = \"ldaps://x\"\n"
-            .parse()
-            .unwrap();
+    fn env_overrides_nest_and_take_the_documented_type() {
+        let mut layered = Layered {
+            table: "state_dir = \"/a\"\n[source]\nurl = \"ldaps://x\"\n"
+                .parse()
+                .unwrap(),
+            ..Layered::default()
+        };
         apply_env(
-            &mut table,
-            [
-                ("ADC_SOURCE__URL".to_owned(), "ldaps://y".to_owned()),
-                ("ADC_SOURCE__PAGE_SIZE".to_owned(), "500".to_owned()),
-                ("ADC_SOURCE__PASSWORD".to_owned(), "12345".to_owned()),
-                (
-                    "ADC_SINK__SEKOIA__INSECURE_SKIP_TLS_VERIFY".to_owned(),
-                    "false".to_owned(),
-                ),
-                ("ADC_LOG".to_owned(), "debug".to_owned()),
-                ("OTHER".to_owned(), "x".to_owned()),
-            ],
+            &mut layered,
+            env(&[
+                ("ADC_SOURCE__URL", "ldaps://y"),
+                ("ADC_SOURCE__PAGE_SIZE", "500"),
+                ("ADC_SOURCE__PASSWORD", "12345"),
+                ("ADC_SOURCE__BIND", "12345"),
+                ("ADC_SINK__SEKOIA__HTTP__INSECURE_SKIP_TLS_VERIFY", "FALSE"),
+                ("ADC_PIPELINE__MAX_DELETE_FRACTION", "1"),
+                ("ADC_LOG", "debug"),
+                ("OTHER", "x"),
+            ]),
         )
         .unwrap();
+        let table = &layered.table;
         assert_eq!(table["source"]["url"].as_str(), Some("ldaps://y"));
         assert_eq!(table["source"]["page_size"].as_integer(), Some(500));
         assert_eq!(table["source"]["password"].as_str(), Some("12345"));
+        // Strings stay strings, whatever they look like.
+        assert_eq!(table["source"]["bind"].as_str(), Some("12345"));
         assert_eq!(
-            table["sink"]["sekoia"]["insecure_skip_tls_verify"].as_bool(),
+            table["sink"]["sekoia"]["http"]["insecure_skip_tls_verify"].as_bool(),
             Some(false)
         );
+        assert_eq!(
+            table["pipeline"]["max_delete_fraction"].as_float(),
+            Some(1.0)
+        );
         assert!(!table.contains_key("log"));
+        assert_eq!(
+            layered.origins["source.bind"].to_string(),
+            "environment ADC_SOURCE__BIND"
+        );
+        let err = apply_env(
+            &mut Layered::default(),
+            env(&[("ADC_SOURCE__PAGE_SIZE", "lots")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ADC_SOURCE__PAGE_SIZE = \"lots\": source.page_size takes a whole number (e.g. 500)"
+        );
+    }
+
+    #[test]
+    fn file_values_know_their_line_and_syntax_errors_quote_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "state_dir = \"/a\"\n\n[source]\nurl = \"ldaps://x\"\n",
+        )
+        .unwrap();
+        let mut layered = Layered::default();
+        read_file(&path, &mut layered).unwrap();
+        assert_eq!(
+            layered.origins["source.url"],
+            Origin::File {
+                path: path.clone(),
+                line: 4
+            }
+        );
+        // An unquoted password: the error names the place, never the text.
+        std::fs::write(&path, "[source]\npassword = Hunter2Secret!\n").unwrap();
+        let err = read_file(&path, &mut Layered::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2, column"), "{err}");
+        assert!(!err.contains("Hunter2"), "{err}");
     }
 
     #[test]
     fn secret_files_are_read() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
-        let mut table: Table = "[source]\npassword_file = \"pw\"\n".parse().unwrap();
-        resolve_secret_files(&mut table, dir.path(), "").unwrap();
-        assert_eq!(table["source"]["password"].as_str(), Some("s3cret"));
-        assert!(has_inline_secret(&table));
-        let mut missing: Table = "[source]\npassword_file = \"nope\"\n".parse().unwrap();
-        let err = resolve_secret_files(&mut missing, dir.path(), "").unwrap_err();
+        let mut layered = Layered {
+            table: "[source]\npassword_file = \"pw\"\n".parse().unwrap(),
+            ..Layered::default()
+        };
+        resolve_secret_files(&mut layered, dir.path()).unwrap();
+        assert_eq!(layered.table["source"]["password"].as_str(), Some("s3cret"));
+        assert!(layered.table["source"].get("password_file").is_none());
+        assert!(has_inline_secret(&layered.table));
+        assert!(
+            layered.origins["source.password"]
+                .to_string()
+                .starts_with("file ")
+        );
+        let mut missing = Layered {
+            table: "[source]\npassword_file = \"nope\"\n".parse().unwrap(),
+            ..Layered::default()
+        };
+        let err = resolve_secret_files(&mut missing, dir.path()).unwrap_err();
         assert!(
             err.to_string().starts_with("source.password_file names"),
             "{err}"

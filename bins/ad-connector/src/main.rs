@@ -9,6 +9,7 @@
 mod config;
 mod daemon;
 mod demo;
+mod env_file;
 mod layers;
 mod preview;
 mod progress;
@@ -109,6 +110,11 @@ enum Command {
         #[arg(long, short = 'n', default_value_t = 3)]
         limit: usize,
     },
+    /// Check or show the configuration, without any network access.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Show the connector state, checkpoint and last cycles.
     Status {
         /// Print as JSON.
@@ -129,6 +135,17 @@ enum Command {
         #[arg(long, value_name = "USERS")]
         scale: Option<u64>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Parse and validate every layer (file, env file, ADC_ variables, secret files), build
+    /// the source and sink settings, print the warnings; no network. Exits 2 on an error.
+    Check,
+    /// Print the effective settings, each with where it came from (file and line, env file
+    /// key, environment variable, secret file); secrets redacted. Keys not shown take their
+    /// defaults (docs/configuration.md).
+    Show,
 }
 
 fn main() -> ExitCode {
@@ -161,7 +178,24 @@ fn main() -> ExitCode {
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
-    if error.downcast_ref::<ConfigError>().is_some() {
+    let source_config = |e: Option<&ad_source::SourceError>| {
+        matches!(e, Some(ad_source::SourceError::Config { .. }))
+    };
+    let sink_config =
+        |e: Option<&asset_sink::SinkError>| matches!(e, Some(asset_sink::SinkError::Config { .. }));
+    let cycle = error.downcast_ref::<CycleError>();
+    if error.downcast_ref::<ConfigError>().is_some()
+        || source_config(error.downcast_ref())
+        || sink_config(error.downcast_ref())
+        || source_config(match cycle {
+            Some(CycleError::Source(e)) => Some(e),
+            _ => None,
+        })
+        || sink_config(match cycle {
+            Some(CycleError::Sink(e)) => Some(e),
+            _ => None,
+        })
+    {
         return EXIT_CONFIG;
     }
     if matches!(
@@ -186,16 +220,84 @@ fn init_logging(format: LogFormat, filter: &str) {
 }
 
 fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
+    Ok(load_layered(cli)?.0)
+}
+
+fn load_layered(cli: &Cli) -> Result<(Config, layers::Layered), ConfigError> {
     let (path, required) = match &cli.config {
         Some(path) => (Some(path.clone()), true),
         None => (Some(PathBuf::from("ad-connector.toml")), false),
     };
-    Config::load(
+    Config::load_layered(
         path.as_deref(),
         required,
         std::env::vars(),
         cli.env_file.as_deref(),
     )
+}
+
+/// `config check`: everything that can be checked without the network.
+fn config_check(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let config = load_config(cli)?;
+    match &config.source {
+        Some(source) => {
+            ad_source::Source::new(source.clone())?;
+            println!("source:   {} (bind {})", source.url, source.bind);
+        }
+        None => println!(
+            "source:   none ([source] is needed by test, sync, run and preview; demo needs none)"
+        ),
+    }
+    let sink = config.build_sink()?;
+    println!("sink:     {}", sink.name());
+    let schedule = config.schedule.parsed()?;
+    let next = schedule
+        .next_after(chrono::Utc::now())
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "never".into());
+    println!(
+        "schedule: {} ({:?} dialect), next run {next}",
+        schedule.expression(),
+        config.schedule.dialect
+    );
+    println!("state:    {}", config.state_dir.display());
+    println!("configuration OK (nothing was contacted; `ad-connector test` checks the network)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `config show`: the merged settings and where each came from, secrets redacted.
+fn config_show(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let (_, layered) = load_layered(cli)?;
+    let mut lines = Vec::new();
+    flatten(&layered.table, "", &mut lines);
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in lines {
+        let origin = layered
+            .origins
+            .get(&key)
+            .map_or_else(|| "?".to_owned(), ToString::to_string);
+        println!("{key:<width$} = {value}   # {origin}");
+    }
+    println!("# every other key takes its default (docs/configuration.md)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Dotted keys and displayed values (secrets redacted), in order.
+fn flatten(table: &toml::Table, prefix: &str, out: &mut Vec<(String, String)>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten(inner, &path, out),
+            _ if layers::SECRET_KEYS.contains(&key.as_str()) => {
+                out.push((path, "\"<redacted>\"".to_owned()));
+            }
+            other => out.push((path, other.to_string())),
+        }
+    }
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -237,6 +339,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             preview::run(&config, kind, *limit).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config { action } => match action {
+            ConfigAction::Check => config_check(&cli),
+            ConfigAction::Show => config_show(&cli),
+        },
         Command::Status { json } => {
             let config = load_config(&cli)?;
             status(&config, *json)?;
@@ -276,8 +382,9 @@ fn report_exit_code(report: &CycleReport) -> ExitCode {
 }
 
 async fn test_connection(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let probe = ad_source::probe::probe(config.source()?).await;
+    // Settings first: a refused setting is a configuration error, before any network.
     let sink = config.build_sink()?;
+    let probe = ad_source::probe::probe(config.source()?).await;
     let check = sink.check().await;
     let sink_ok = check.as_ref().is_ok_and(|c| c.ok());
     if json {

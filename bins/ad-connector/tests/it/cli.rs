@@ -47,6 +47,88 @@ fn bad_config_names_the_key_and_exits_2() {
     );
 }
 
+/// A setting the source or the sink refuses is a configuration error too: exit 2 from every
+/// command, with the key named.
+#[test]
+fn source_and_sink_settings_refused_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let source = "[source]\nurl = \"ftp://dc1.example.test\"\nbind = \"svc\"\npassword = \"pw\"\n";
+    std::fs::write(&config, source).unwrap();
+    for command in [&["sync"][..], &["config", "check"]] {
+        let output = run(&config, command);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{command:?}: {}",
+            text(&output)
+        );
+    }
+    std::fs::write(
+        &config,
+        "state_dir = \"s\"\n[source]\nurl = \"ldaps://dc1.example.test\"\nbind = \"svc\"\npassword = \"pw\"\n[sink]\nkind = \"sekoia\"\n[sink.sekoia]\nbase_url = \"http://api.example.test\"\nconnector_uuid = \"00000000-0000-4000-8000-000000000000\"\napi_key = \"k\"\n",
+    )
+    .unwrap();
+    for command in [&["sync"][..], &["config", "check"], &["test"]] {
+        let output = run(&config, command);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{command:?}: {}",
+            text(&output)
+        );
+        assert!(
+            text(&output).contains("`base_url` is a plain http:// URL"),
+            "{command:?}: {}",
+            text(&output)
+        );
+    }
+}
+
+#[test]
+fn config_check_and_show_need_no_network_and_redact_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "state_dir = \"s\"\n\n[source]\nurl = \"ldaps://dc1.example.test\"\nbind = \"svc\"\npassword = \"Hunter2-bind\"\n",
+    )
+    .unwrap();
+    let output = run(&config, &["config", "check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        text(&output).contains("configuration OK"),
+        "{}",
+        text(&output)
+    );
+    let output = bin()
+        .args(["--config"])
+        .arg(&config)
+        .args(["config", "show"])
+        .env("ADC_SOURCE__BIND", "12345")
+        .output()
+        .unwrap();
+    let shown = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(!shown.contains("Hunter2"), "{shown}");
+    assert!(shown.contains("\"<redacted>\""), "{shown}");
+    assert!(
+        shown.contains(&format!("{}:4", config.display())),
+        "the url's line: {shown}"
+    );
+    assert!(
+        shown.contains("source.bind")
+            && shown.contains("\"12345\"   # environment ADC_SOURCE__BIND"),
+        "{shown}"
+    );
+    // A TOML error names the place, not the text (an unquoted password).
+    std::fs::write(&config, "[source]\npassword = Hunter2-bind\n").unwrap();
+    let output = run(&config, &["config", "check"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(!text(&output).contains("Hunter2"), "{}", text(&output));
+    assert!(text(&output).contains("line 2"), "{}", text(&output));
+}
+
 #[test]
 fn demo_full_then_delta_into_jsonl() {
     let dir = tempfile::tempdir().unwrap();

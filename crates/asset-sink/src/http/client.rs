@@ -45,6 +45,11 @@ pub struct HttpConfig {
     /// An HTTP(S) proxy for every request of this sink. No proxy when absent; the
     /// `HTTP(S)_PROXY` environment variables are **not** read.
     pub proxy: Option<ProxyConfig>,
+    /// Accept a plain `http://` URL for this sink although its requests carry credentials
+    /// (API key, password, token). Off by default: plain HTTP is refused unless the host is
+    /// a loopback address (the credentials then never leave the machine). For lab use only:
+    /// logs a warning every time a client is built.
+    pub insecure_allow_http: bool,
 }
 
 impl Default for HttpConfig {
@@ -59,6 +64,7 @@ impl Default for HttpConfig {
             ca_file: None,
             insecure_skip_tls_verify: false,
             proxy: None,
+            insecure_allow_http: false,
         }
     }
 }
@@ -189,6 +195,46 @@ pub(crate) fn scrub(mut text: String, secrets: &[SecretString]) -> String {
         }
     }
     text
+}
+
+/// Refuse a plain-HTTP `url` (named by `key`): the sinks' requests carry credentials. A
+/// loopback host is accepted (nothing leaves the machine), and so is any host when
+/// `http.insecure_allow_http` is set, with a warning.
+pub(crate) fn require_tls(
+    sink: &'static str,
+    key: &'static str,
+    url: &reqwest::Url,
+    http: &HttpConfig,
+) -> Result<(), SinkError> {
+    if url.scheme() != "http" {
+        return Ok(());
+    }
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return Ok(());
+    }
+    if http.insecure_allow_http {
+        tracing::warn!(
+            sink,
+            key,
+            "INSECURE: {key} is a plain http:// URL and http.insecure_allow_http is set: the credentials cross the network unencrypted"
+        );
+        return Ok(());
+    }
+    Err(SinkError::Config {
+        sink,
+        key,
+        problem: format!(
+            "is a plain http:// URL ({}), which would send the credentials unencrypted; use https://, or for a lab set http.insecure_allow_http = true",
+            url.host_str().unwrap_or_default()
+        ),
+    })
 }
 
 fn build_proxy(sink: &'static str, config: &ProxyConfig) -> Result<reqwest::Proxy, SinkError> {
@@ -450,6 +496,44 @@ mod tests {
         };
         let err = HttpClient::new("test", &config, "ua", vec![]).unwrap_err();
         assert!(err.to_string().contains("no CERTIFICATE block"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_carries_no_credentials_off_the_machine() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let strict = HttpConfig::default();
+        let err = require_tls(
+            "sekoia",
+            "base_url",
+            &url("http://api.example.test"),
+            &strict,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`base_url` is a plain http:// URL (api.example.test)")
+                && err.contains("insecure_allow_http"),
+            "{err}"
+        );
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://[::1]:80",
+            "http://localhost/",
+        ] {
+            require_tls("sekoia", "base_url", &url(local), &strict).unwrap();
+        }
+        require_tls(
+            "qualys",
+            "gateway_url",
+            &url("https://gw.example.test"),
+            &strict,
+        )
+        .unwrap();
+        let lab = HttpConfig {
+            insecure_allow_http: true,
+            ..HttpConfig::default()
+        };
+        require_tls("sekoia", "base_url", &url("http://api.example.test"), &lab).unwrap();
     }
 
     #[test]

@@ -6,6 +6,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::env_file::EnvFile;
 use crate::error::SinkError;
 use crate::http::{HttpConfig, ProxyConfig};
 
@@ -140,98 +141,44 @@ impl QualysConfig {
         }
     }
 
-    /// Read the Qualys on-prem execution engine's env file (`key=value` lines), so a user
-    /// migrating from it can hand us the same file.
-    ///
-    /// Understood keys: `connector.api.url`, `qualys.customerUuid`, `qualys.connectionUuid`,
-    /// `qualys.profileUuid`, `authentication.type` (`BASIC`|`OAUTH`; when absent, BASIC if a
-    /// username is given, else OAUTH), `qualys.user.username`, `qualys.user.password`,
-    /// `oauth.client.id` / `qualys.clientId`, `oauth.client.secret` / `qualys.clientSecret`,
-    /// `oauth.token.url`, and the proxy keys `proxy.enabled|host|port|scheme` and
-    /// `service.http.proxy.enabled|host|port|scheme`. Every other key (the cron expression,
-    /// thread pool sizes, ...) is returned untouched for the caller.
+    /// Read the Qualys on-prem execution engine's env file (see [`EnvFile`] for the keys),
+    /// so a user migrating from it can hand us the same file. Returns the keys it does not
+    /// use (the cron expression, thread pool sizes, ...) for the caller.
     pub fn from_env_file(
         text: &str,
     ) -> Result<(QualysConfig, BTreeMap<String, String>), SinkError> {
-        let mut map: BTreeMap<String, String> = BTreeMap::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            if let Some((key, value)) = line.split_once('=') {
-                let value = value.trim();
-                let value = value
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(value);
-                map.insert(key.trim().to_owned(), value.to_owned());
-            }
-        }
-        let mut take = |keys: &[&str]| -> Option<String> {
-            let mut found = None;
-            for key in keys {
-                if let Some(v) = map.remove(*key)
-                    && found.is_none()
-                    && !v.is_empty()
-                {
-                    found = Some(v);
-                }
-            }
-            found
-        };
+        let file = EnvFile::parse(text)?;
         let missing = |key: &'static str| SinkError::Config {
             sink: "qualys",
             key,
             problem: "is missing from the env file".into(),
         };
-        let uuid = |key: &'static str, value: Option<String>| -> Result<Uuid, SinkError> {
-            let value = value.ok_or_else(|| missing(key))?;
-            value.parse().map_err(|_| SinkError::Config {
-                sink: "qualys",
-                key,
-                problem: format!("{value:?} is not a UUID"),
-            })
+        let get = |path: &[&str], key: &'static str| -> Result<String, SinkError> {
+            file.get(path)
+                .map(|e| e.value.clone())
+                .ok_or_else(|| missing(key))
         };
-        let gateway_url =
-            take(&["connector.api.url"]).ok_or_else(|| missing("connector.api.url"))?;
-        let customer_uuid = uuid("qualys.customerUuid", take(&["qualys.customerUuid"]))?;
-        let connection_uuid = uuid("qualys.connectionUuid", take(&["qualys.connectionUuid"]))?;
-        let profile_uuid = uuid("qualys.profileUuid", take(&["qualys.profileUuid"]))?;
-        let auth_type = take(&["authentication.type"]);
-        let username = take(&["qualys.user.username"]);
-        let password = take(&["qualys.user.password"]);
-        let client_id = take(&["oauth.client.id", "qualys.clientId"]);
-        let client_secret = take(&["oauth.client.secret", "qualys.clientSecret"]);
-        let token_url = take(&["oauth.token.url"]);
-        let oauth = match auth_type.as_deref().map(str::to_ascii_uppercase).as_deref() {
-            Some("OAUTH") => true,
-            Some("BASIC") => false,
-            Some(other) => {
-                return Err(SinkError::Config {
-                    sink: "qualys",
-                    key: "authentication.type",
-                    problem: format!("is {other:?}; expected BASIC or OAUTH"),
-                });
-            }
-            None => username.is_none() && client_id.is_some(),
+        let uuid = |path: &[&str], key: &'static str| -> Result<Uuid, SinkError> {
+            get(path, key)?.parse().map_err(|_| missing(key))
         };
-        let auth = if oauth {
-            QualysAuth::OAuth {
-                client_id: client_id.ok_or_else(|| missing("oauth.client.id"))?,
-                client_secret: SecretString::from(
-                    client_secret.ok_or_else(|| missing("oauth.client.secret"))?,
-                ),
-                token_url: token_url.ok_or_else(|| missing("oauth.token.url"))?,
-            }
-        } else {
-            QualysAuth::Basic {
-                username: username.ok_or_else(|| missing("qualys.user.username"))?,
-                password: SecretString::from(
-                    password.ok_or_else(|| missing("qualys.user.password"))?,
-                ),
+        let gateway_url = get(&["gateway_url"], "connector.api.url")?;
+        let customer_uuid = uuid(&["customer_uuid"], "qualys.customerUuid")?;
+        let connection_uuid = uuid(&["connection_uuid"], "qualys.connectionUuid")?;
+        let profile_uuid = uuid(&["profile_uuid"], "qualys.profileUuid")?;
+        let auth = match file.get(&["auth", "type"]).map(|e| e.value.as_str()) {
+            Some("OAUTH") => QualysAuth::OAuth {
+                client_id: get(&["auth", "client_id"], "oauth.client.id")?,
+                client_secret: SecretString::from(get(
+                    &["auth", "client_secret"],
+                    "oauth.client.secret",
+                )?),
+                token_url: get(&["auth", "token_url"], "oauth.token.url")?,
+            },
+            _ => QualysAuth::Basic {
+                username: get(&["auth", "username"], "qualys.user.username")?,
+                password: SecretString::from(get(&["auth", "password"], "qualys.user.password")?),
                 token_lifetime_secs: BASIC_TOKEN_LIFETIME_SECS,
-            }
+            },
         };
         let mut config = QualysConfig::new(
             gateway_url,
@@ -240,27 +187,16 @@ impl QualysConfig {
             profile_uuid,
             auth,
         );
-        for prefix in ["proxy", "service.http.proxy"] {
-            let enabled = take(&[&format!("{prefix}.enabled")]);
-            let host = take(&[&format!("{prefix}.host")]);
-            let port = take(&[&format!("{prefix}.port")]);
-            let scheme = take(&[&format!("{prefix}.scheme")]);
-            let enabled = enabled.is_some_and(|v| v.eq_ignore_ascii_case("true"));
-            if let (true, Some(host), None) = (enabled, host, &config.http.proxy) {
-                let scheme = scheme.unwrap_or_else(|| "http".into());
-                let url = match port {
-                    Some(port) => format!("{scheme}://{host}:{port}"),
-                    None => format!("{scheme}://{host}"),
-                };
-                config.http.proxy = Some(ProxyConfig {
-                    url,
-                    username: None,
-                    password: None,
-                    no_proxy: None,
-                });
-            }
+        if let Some(proxy) = file.get(&["http", "proxy", "url"]) {
+            config.http.proxy = Some(ProxyConfig {
+                url: proxy.value.clone(),
+                username: None,
+                password: None,
+                no_proxy: None,
+            });
         }
-        Ok((config, map))
+        let rest = file.rest.into_iter().map(|l| (l.key, l.value)).collect();
+        Ok((config, rest))
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod auth;
 mod config;
+mod env_file;
 pub mod mapping;
 mod service;
 #[cfg(test)]
@@ -11,4 +12,5 @@ pub use config::{
     BASIC_TOKEN_LIFETIME_SECS, DEFAULT_BATCH_SIZE, DEFAULT_ENDPOINT_PATH, DEFAULT_SOURCE,
     QualysAuth, QualysConfig,
 };
+pub use env_file::{EnvFile, EnvFileEntry, EnvFileLine};
 pub use service::{DELETE_REASON, QualysSink};

@@ -64,7 +64,8 @@ impl QualysSink {
     /// Build the sink. Fails on an invalid URL, path, batch size or HTTP setting.
     pub fn new(config: QualysConfig) -> Result<QualysSink, SinkError> {
         let gateway = config.gateway_url.trim_end_matches('/');
-        parse_url("gateway_url", gateway)?;
+        let gateway_url = parse_url("gateway_url", gateway)?;
+        crate::http::client::require_tls(SINK, "gateway_url", &gateway_url, &config.http)?;
         if !config.endpoint_path.starts_with('/') {
             return Err(SinkError::Config {
                 sink: SINK,
@@ -103,7 +104,16 @@ impl QualysSink {
                 token_url,
             } => (
                 TokenSource::OAuth {
-                    url: parse_url("auth.token_url", &token_url)?,
+                    url: {
+                        let url = parse_url("auth.token_url", &token_url)?;
+                        crate::http::client::require_tls(
+                            SINK,
+                            "auth.token_url",
+                            &url,
+                            &config.http,
+                        )?;
+                        url
+                    },
                     client_id,
                     client_secret: client_secret.clone(),
                 },

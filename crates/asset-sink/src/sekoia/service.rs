@@ -75,6 +75,7 @@ impl SekoiaSink {
                 config.base_url
             ),
         })?;
+        crate::http::client::require_tls(SINK, "base_url", &url, &config.http)?;
         if !(1..=10_000).contains(&config.batch_size) {
             return Err(SinkError::Config {
                 sink: SINK,
