@@ -330,8 +330,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run => {
             let config = load_config(&cli)?;
+            // `run` ends only when a signal stopped it (after the cycle in progress ended
+            // or was abandoned safely).
             daemon::run(&config).await?;
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(EXIT_INTERRUPTED))
         }
         Command::Preview { sink, limit } => {
             let config = load_config(&cli)?;

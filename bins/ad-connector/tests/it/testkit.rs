@@ -154,7 +154,7 @@ fn status_works_while_run_is_active_and_shows_the_running_cycle() {
         .unwrap();
     assert!(killed.success());
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("connector stopped"), "{stderr}");
     assert!(stderr.contains("full sync:"), "{stderr}");
