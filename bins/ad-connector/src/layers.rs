@@ -325,8 +325,14 @@ pub fn typed(example: &Table, var: &str, path: &[&str], text: &str) -> Result<Va
 /// Replace every `<secret>_file = "path"` with `<secret> = "<content>"`, at any depth.
 /// Relative paths are resolved against `base`. Warns about secret files other users can read.
 pub fn resolve_secret_files(layered: &mut Layered, base: &Path) -> Result<(), LayerError> {
-    let mut found = Vec::new();
-    secret_file_keys(&layered.table, "", &mut found);
+    let found: Vec<String> = leaves(&layered.table)
+        .into_iter()
+        .filter(|(_, key, _)| {
+            key.strip_suffix("_file")
+                .is_some_and(|s| SECRET_KEYS.contains(&s))
+        })
+        .map(|(path, _, _)| path)
+        .collect();
     for key in found {
         let segments: Vec<&str> = key.split('.').collect();
         let Some((last, parents)) = segments.split_last() else {
@@ -372,26 +378,24 @@ pub fn resolve_secret_files(layered: &mut Layered, base: &Path) -> Result<(), La
     Ok(())
 }
 
-/// Dotted paths of every `<secret>_file` key.
-fn secret_file_keys(table: &Table, prefix: &str, out: &mut Vec<String>) {
-    for (key, value) in table {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match value {
-            Value::Table(inner) => secret_file_keys(inner, &path, out),
-            _ => {
-                if key
-                    .strip_suffix("_file")
-                    .is_some_and(|s| SECRET_KEYS.contains(&s))
-                {
-                    out.push(path);
-                }
+/// Every value of `table` that is not a table, with its dotted path and last key, in order.
+pub fn leaves(table: &Table) -> Vec<(String, &str, &Value)> {
+    fn walk<'a>(table: &'a Table, prefix: &str, out: &mut Vec<(String, &'a str, &'a Value)>) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                Value::Table(inner) => walk(inner, &path, out),
+                other => out.push((path, key.as_str(), other)),
             }
         }
     }
+    let mut out = Vec::new();
+    walk(table, "", &mut out);
+    out
 }
 
 /// Whether a file is readable by users other than its owner and group (Unix).

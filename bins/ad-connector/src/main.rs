@@ -268,8 +268,15 @@ fn config_check(cli: &Cli) -> anyhow::Result<ExitCode> {
 /// `config show`: the merged settings and where each came from, secrets redacted.
 fn config_show(cli: &Cli) -> anyhow::Result<ExitCode> {
     let (_, layered) = load_layered(cli)?;
-    let mut lines = Vec::new();
-    flatten(&layered.table, "", &mut lines);
+    let lines: Vec<(String, String)> = layers::leaves(&layered.table)
+        .into_iter()
+        .map(
+            |(path, key, value)| match layers::SECRET_KEYS.contains(&key) {
+                true => (path, "\"<redacted>\"".to_owned()),
+                false => (path, value.to_string()),
+            },
+        )
+        .collect();
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in lines {
         let origin = layered
@@ -280,24 +287,6 @@ fn config_show(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     println!("# every other key takes its default (docs/configuration.md)");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Dotted keys and displayed values (secrets redacted), in order.
-fn flatten(table: &toml::Table, prefix: &str, out: &mut Vec<(String, String)>) {
-    for (key, value) in table {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match value {
-            toml::Value::Table(inner) => flatten(inner, &path, out),
-            _ if layers::SECRET_KEYS.contains(&key.as_str()) => {
-                out.push((path, "\"<redacted>\"".to_owned()));
-            }
-            other => out.push((path, other.to_string())),
-        }
-    }
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
