@@ -11,6 +11,7 @@ mod daemon;
 mod demo;
 mod env_file;
 mod layers;
+mod logging;
 mod preview;
 mod progress;
 mod schedule;
@@ -150,7 +151,8 @@ enum ConfigAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log);
+    let json_logs = matches!(cli.log_format, LogFormat::Json);
+    logging::init(json_logs, &cli.log);
     // A panic goes to the log as an error line (JSON under --log-format json), not as a raw
     // backtrace on stderr. ldap3 panics on some malformed server messages inside tasks that
     // ad-source isolates: the operation then fails with a sentence of its own.
@@ -171,7 +173,14 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             let code = exit_code(&error);
-            eprintln!("error: {error:#}");
+            if json_logs {
+                // Under --log-format json every line is JSON, the last one too.
+                tracing::error!(exit_code = code, "{error:#}");
+            } else if logging::under_journald() {
+                eprintln!("<3>error: {error:#}");
+            } else {
+                eprintln!("error: {error:#}");
+            }
             ExitCode::from(code)
         }
     }
@@ -205,18 +214,6 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         return EXIT_INTERRUPTED;
     }
     EXIT_FAILURE
-}
-
-fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_target(false).init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }
 
 fn load_config(cli: &Cli) -> Result<Config, ConfigError> {

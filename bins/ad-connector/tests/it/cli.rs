@@ -129,6 +129,84 @@ fn config_check_and_show_need_no_network_and_redact_secrets() {
     assert!(text(&output).contains("line 2"), "{}", text(&output));
 }
 
+/// A `sync` that fails fast (nothing listens on 127.0.0.1:1), with its stderr piped.
+fn failing_sync(extra_env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\n[source]\nurl = \"ldap://127.0.0.1:1\"\nstarttls = false\nallow_plain_ldap = true\nbind = \"svc\"\npassword = \"pw\"\nmax_reconnects = 0\nreconnect_backoff_ms = 1\nconnect_timeout_secs = 2\n[sink.jsonl]\npath = {:?}\n",
+            dir.path().join("state"),
+            dir.path().join("outbox.jsonl")
+        ),
+    )
+    .unwrap();
+    let mut command = bin();
+    command
+        .env_remove("NO_COLOR")
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .arg("sync");
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn piped_logs_carry_no_colour_and_json_covers_every_line() {
+    let output = failing_sync(&[], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cycle started"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI codes in piped logs: {stderr:?}"
+    );
+
+    let output = failing_sync(&[], &["--log-format", "json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
+    assert!(lines.len() >= 2, "{stderr}");
+    for line in &lines {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{stderr}"));
+        assert!(value["level"].is_string(), "{line}");
+    }
+    let last: serde_json::Value = serde_json::from_str(lines[lines.len() - 1]).unwrap();
+    assert_eq!(last["level"], "ERROR", "{stderr}");
+    assert_eq!(last["fields"]["exit_code"], 1, "{stderr}");
+}
+
+#[test]
+fn journald_gets_priorities() {
+    let output = failing_sync(&[("JOURNAL_STREAM", "8:12345")], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<6>") && l.contains("cycle started")),
+        "{stderr}"
+    );
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("<3>error: ")),
+        "{stderr}"
+    );
+    for line in &lines {
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"]
+                .iter()
+                .any(|p| line.starts_with(p)),
+            "a line without a priority: {line:?}\n{stderr}"
+        );
+    }
+}
+
 #[test]
 fn demo_full_then_delta_into_jsonl() {
     let dir = tempfile::tempdir().unwrap();
