@@ -8,6 +8,7 @@
 
 mod config;
 mod daemon;
+#[cfg(feature = "demo")]
 mod demo;
 mod env_file;
 mod layers;
@@ -124,6 +125,7 @@ enum Command {
     },
     /// Try it without a directory or account: an in-process directory of a synthetic
     /// company, a full sync, a few changes, a delta sync, all into a local JSONL outbox.
+    #[cfg(feature = "demo")]
     Demo {
         /// Where to write the outbox and state (default: a new folder under ./ad-connector-demo).
         #[arg(long)]
@@ -288,6 +290,7 @@ fn config_show(cli: &Cli) -> anyhow::Result<ExitCode> {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo { dir, users, scale } => {
             demo::run(dir.clone(), *users, *scale).await?;
             Ok(ExitCode::SUCCESS)

@@ -6,8 +6,11 @@ use crate::support::{bin, outbox_lines, run, text};
 fn help_teaches_the_commands() {
     let output = bin().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
-    for command in ["test", "sync", "run", "preview", "status", "demo"] {
+    for command in ["test", "sync", "run", "preview", "status", "config"] {
         assert!(help.contains(command), "{help}");
+    }
+    if cfg!(feature = "demo") {
+        assert!(help.contains("demo"), "{help}");
     }
     assert!(help.contains("Exit codes"), "{help}");
 }
@@ -207,6 +210,7 @@ fn journald_gets_priorities() {
     }
 }
 
+#[cfg(feature = "demo")]
 #[test]
 fn demo_full_then_delta_into_jsonl() {
     let dir = tempfile::tempdir().unwrap();
