@@ -31,6 +31,8 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
 const EXIT_CHECK_FAILED: u8 = 3;
 const EXIT_ATTENTION: u8 = 4;
+const EXIT_DIRECTORY: u8 = 5;
+const EXIT_PLATFORM: u8 = 6;
 const EXIT_INTERRUPTED: u8 = 130;
 
 /// Pull users and groups from on-premises Active Directory and deliver them to Sekoia.io,
@@ -40,10 +42,13 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// file (docs/configuration.md), check it with `ad-connector test`, sync once with
 /// `ad-connector sync`, and schedule with `ad-connector run`.
 ///
-/// Exit codes: 0 success, 1 sync or delivery failed, 2 configuration error,
-/// 3 connection test failed, 4 the sync completed but needs attention (deletes withheld by
-/// the delete guard, or an incomplete read that sent no deletes or kept the checkpoint),
-/// 130 stopped by a signal.
+/// Exit codes (the same for every command): 0 success; 1 any other failure (e.g. the state
+/// directory); 2 configuration error (nothing was contacted); 3 `test` found a failing step;
+/// 4 the sync completed but needs attention (deletes withheld by the delete guard, or an
+/// incomplete read that sent no deletes or kept the checkpoint); 5 the directory could not
+/// be read (unreachable, TLS, bind refused, search failed); 6 the platform did not accept the
+/// changes (unreachable, credentials refused, retries exhausted, every record refused);
+/// 130 stopped by a signal. After 1, 5 and 6 nothing is lost: the next cycle sends it again.
 #[derive(Debug, Parser)]
 #[command(name = "ad-connector", version, about, long_about)]
 struct Cli {
@@ -209,11 +214,17 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     {
         return EXIT_CONFIG;
     }
-    if matches!(
-        error.downcast_ref::<CycleError>(),
-        Some(CycleError::Interrupted)
-    ) {
-        return EXIT_INTERRUPTED;
+    match cycle {
+        Some(CycleError::Interrupted) => return EXIT_INTERRUPTED,
+        Some(CycleError::Source(_)) => return EXIT_DIRECTORY,
+        Some(CycleError::Sink(_) | CycleError::EverythingRefused { .. }) => return EXIT_PLATFORM,
+        _ => {}
+    }
+    if error.downcast_ref::<ad_source::SourceError>().is_some() {
+        return EXIT_DIRECTORY;
+    }
+    if error.downcast_ref::<asset_sink::SinkError>().is_some() {
+        return EXIT_PLATFORM;
     }
     EXIT_FAILURE
 }

@@ -161,7 +161,7 @@ fn failing_sync(extra_env: &[(&str, &str)], args: &[&str]) -> std::process::Outp
 #[test]
 fn piped_logs_carry_no_colour_and_json_covers_every_line() {
     let output = failing_sync(&[], &[]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(5), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cycle started"), "{stderr}");
     assert!(
@@ -170,7 +170,7 @@ fn piped_logs_carry_no_colour_and_json_covers_every_line() {
     );
 
     let output = failing_sync(&[], &["--log-format", "json"]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(5), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
     assert!(lines.len() >= 2, "{stderr}");
@@ -181,13 +181,13 @@ fn piped_logs_carry_no_colour_and_json_covers_every_line() {
     }
     let last: serde_json::Value = serde_json::from_str(lines[lines.len() - 1]).unwrap();
     assert_eq!(last["level"], "ERROR", "{stderr}");
-    assert_eq!(last["fields"]["exit_code"], 1, "{stderr}");
+    assert_eq!(last["fields"]["exit_code"], 5, "{stderr}");
 }
 
 #[test]
 fn journald_gets_priorities() {
     let output = failing_sync(&[("JOURNAL_STREAM", "8:12345")], &[]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(5), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
     assert!(

@@ -342,7 +342,7 @@ async fn samba_lab_sink_outage_does_not_advance_the_checkpoint() {
         .mount(&server)
         .await;
     let down = run_async(&config, &["sync", "--log", "trace"]).await;
-    assert_eq!(down.status.code(), Some(1), "{}", text(&down));
+    assert_eq!(down.status.code(), Some(6), "{}", text(&down));
     let stderr = String::from_utf8_lossy(&down.stderr);
     assert!(stderr.contains("503"), "{}", text(&down));
     assert!(

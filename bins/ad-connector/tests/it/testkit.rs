@@ -296,3 +296,29 @@ async fn test_command_against_a_hostile_server_fails_with_sentences_never_a_cras
         "{sessions} corrupted sessions: {failed} failed the test with a sentence, none crashed"
     );
 }
+
+/// The exit-code table through the binary, for the platform's side: credentials refused and
+/// the platform never answering are 6; the directory unreachable is 5 (tests in cli.rs).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_platform_refusing_exits_6() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let server = server();
+    let sekoia = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&sekoia)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = format!(
+        "\n[sink]\nkind = \"sekoia\"\n[sink.sekoia]\nbase_url = {:?}\nconnector_uuid = \"0b7a6a54-3c5e-4d7f-9a51-8a0e8a3c2f10\"\napi_key = \"k\"\n",
+        sekoia.uri()
+    );
+    let config = config(dir.path(), &server, &sink);
+    let output = tokio::task::spawn_blocking(move || run(&config, &["sync"]))
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(6), "{}", text(&output));
+    assert!(text(&output).contains("401"), "{}", text(&output));
+}
