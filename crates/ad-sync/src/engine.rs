@@ -426,6 +426,7 @@ impl<'e> Cycle<'e> {
         {
             groups = self.store.groups_listing(&row.dn)?;
             self.store.update_dn(&guid, dn)?;
+            self.store.rename_member(&row.dn, dn)?;
             if let Some(linked) = &linked {
                 groups.extend(linked.member_of.iter().cloned());
             }
@@ -797,14 +798,23 @@ impl<'e> Cycle<'e> {
     /// groups that listed a renamed, moved or deleted member have a new member list. They are
     /// re-read; sinks without group assets get the re-read users inside the group change.
     async fn linked(&mut self) -> Result<(), CycleError> {
+        if !self.tombstones.is_empty() {
+            // Groups read in this cycle may list a member deleted since: their batches must
+            // be recorded first, or the stored member lists searched below are older than
+            // what the platform is about to hold (and the group would keep the member).
+            let settled = self.delivery.drain(self.store, self.id).await?;
+            self.record(settled)?;
+        }
         let mut listing = Vec::new();
         for deleted in &self.tombstones {
             if let Some(row) = self.store.object(&deleted.object_guid)? {
                 listing.extend(self.store.groups_listing_any_parent(&row.dn)?);
-                // The name it had when deleted (renamed since we last read it).
-                if let Some(rdn) = tombstone_rdn(&deleted.dn) {
-                    listing.extend(self.store.groups_listing_rdn(&rdn)?);
-                }
+            }
+            // The name it had when deleted (renamed since we last read it). Also when it is
+            // no longer tracked: a full sync may have deleted it under an older name while
+            // a group it read earlier in that cycle listed it under this one.
+            if let Some(rdn) = tombstone_rdn(&deleted.dn) {
+                listing.extend(self.store.groups_listing_rdn(&rdn)?);
             }
         }
         self.store.add_reread(&listing)?;

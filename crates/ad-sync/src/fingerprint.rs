@@ -5,8 +5,12 @@
 //! (`uSNChanged`, `uSNCreated`, `whenChanged`). Everything a sink maps from is covered,
 //! including the resolved group memberships and the derived account status (an account that
 //! expired since the last cycle is re-sent).
+//!
+//! Multi-valued attributes are sets in AD: a DC returns their values in no promised order,
+//! and the same membership can come back in another order after a member was removed and
+//! added again. They are hashed sorted, so a new order alone is not a change.
 
-use ad_model::{Group, User};
+use ad_model::{Group, GroupRef, User};
 use sha2::{Digest, Sha256};
 
 /// Hash of a user's content.
@@ -15,6 +19,14 @@ pub fn user(user: &User) -> String {
     copy.usn_changed = None;
     copy.usn_created = None;
     copy.when_changed = None;
+    sort_dns(&mut copy.member_of);
+    sort_strings(&mut copy.object_class);
+    sort_strings(&mut copy.service_principal_names);
+    copy.sid_history.sort_by_key(ToString::to_string);
+    sort_refs(&mut copy.groups);
+    sort_refs(&mut copy.transitive_groups);
+    copy.privileges
+        .sort_by_cached_key(|p| serde_json::to_string(p).unwrap_or_default());
     digest(&copy)
 }
 
@@ -24,7 +36,25 @@ pub fn group(group: &Group) -> String {
     copy.usn_changed = None;
     copy.usn_created = None;
     copy.when_changed = None;
+    sort_dns(&mut copy.members);
+    sort_dns(&mut copy.member_of);
+    sort_strings(&mut copy.object_class);
+    copy.sid_history.sort_by_key(ToString::to_string);
+    sort_refs(&mut copy.groups);
     digest(&copy)
+}
+
+/// DNs compare case-insensitively, as AD compares them.
+fn sort_dns(dns: &mut [String]) {
+    dns.sort_by_cached_key(|dn| dn.to_lowercase());
+}
+
+fn sort_strings(values: &mut [String]) {
+    values.sort();
+}
+
+fn sort_refs(refs: &mut [GroupRef]) {
+    refs.sort_by_cached_key(|r| r.dn.to_lowercase());
 }
 
 /// Hash of a list of strings (a group's ancestors, for nesting changes).
@@ -94,5 +124,14 @@ mod tests {
             primary: false,
         });
         assert_ne!(before, user(&u), "membership changes are content");
+    }
+
+    #[test]
+    fn the_order_of_values_is_not_content() {
+        let mut u = user_with("mail", "a@x");
+        u.member_of = vec!["CN=g1,DC=x".into(), "CN=g2,DC=x".into()];
+        let before = user(&u);
+        u.member_of.reverse();
+        assert_eq!(before, user(&u));
     }
 }

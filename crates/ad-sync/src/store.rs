@@ -785,6 +785,46 @@ impl Store {
         Ok(())
     }
 
+    /// A tracked object was found under a new DN: the stored member lists that name its old
+    /// DN name the new one from now on. Those lists are what the next member comparison
+    /// starts from; comparing against a DN that no longer exists would make a later
+    /// removal of the object from the group re-read the old DN (nothing) instead of the
+    /// object. (What the platform holds is still decided by the groups' content hashes,
+    /// which this leaves alone: the groups are re-read and re-sent by the caller.)
+    pub fn rename_member(&mut self, old_dn: &str, new_dn: &str) -> Result<(), StoreError> {
+        let needle = serde_json::to_string(old_dn).map_err(|e| self.corrupt("member DN", e))?;
+        let rows: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT guid, members FROM objects WHERE kind = 'group' AND members IS NOT NULL AND instr(lower(members), lower(?1)) > 0",
+                )
+                .map_err(self.db())?;
+            stmt.query_map([needle], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(self.db())?
+                .collect::<Result<_, _>>()
+                .map_err(self.db())?
+        };
+        for (guid, json) in rows {
+            let mut members: Vec<String> =
+                serde_json::from_str(&json).map_err(|e| self.corrupt("group members", e))?;
+            for member in &mut members {
+                if member.eq_ignore_ascii_case(old_dn) {
+                    new_dn.clone_into(member);
+                }
+            }
+            let json =
+                serde_json::to_string(&members).map_err(|e| self.corrupt("group members", e))?;
+            self.conn
+                .execute(
+                    "UPDATE objects SET members = ?2 WHERE guid = ?1",
+                    params![guid, json],
+                )
+                .map_err(self.db())?;
+        }
+        Ok(())
+    }
+
     /// DNs of the objects left in doubt by cycles that did not finish: what the platform
     /// holds of them is unknown, so they are read and compared again.
     pub fn in_doubt(&self) -> Result<Vec<String>, StoreError> {

@@ -894,12 +894,37 @@ fn seeds(part: u64, parts: u64) -> Vec<u64> {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
+    // The default run also replays every seed a soak once failed (fixed since).
+    let regressions = match std::env::var_os("SIM_FIRST_SEED") {
+        None => REGRESSION_SEEDS,
+        Some(_) => &[],
+    };
     (first..first + total)
+        .chain(regressions.iter().copied())
         .filter(|s| s % parts == part)
         .collect()
 }
 
+/// Seeds that found a bug in a soak, replayed by every default run:
+/// - 41413: a member removed from a group and added again comes back in another `memberOf`
+///   order; the content hash took the order for a change (now sets are hashed sorted);
+/// - 41862: a user moved, then removed from a group during the next cycle; the group's
+///   stored member list still named the old DN, so the re-read looked for that (stored lists
+///   now follow the move);
+/// - 49485: a renamed user deleted during a full sync after its group was read; the full
+///   sync deleted it under its old name, and the tombstone later matched nothing tracked, so
+///   the group kept the member (a tombstone's name is now looked up in any case).
+const REGRESSION_SEEDS: &[u64] = &[41413, 41862, 49485];
+
 fn run_part(part: u64) {
+    // `SIM_LOG=debug` (any filter): the engine's log on stderr, to follow a replayed seed.
+    if let Ok(filter) = std::env::var("SIM_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .try_init();
+    }
     let seeds = seeds(part, 2);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
