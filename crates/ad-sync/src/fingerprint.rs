@@ -8,7 +8,9 @@
 //!
 //! Multi-valued attributes are sets in AD: a DC returns their values in no promised order,
 //! and the same membership can come back in another order after a member was removed and
-//! added again. They are hashed sorted, so a new order alone is not a change.
+//! added again. They are hashed sorted, so a new order alone is not a change. (State written
+//! before this rule compares unequal once for objects whose values were not in order: they
+//! are re-sent once, an upsert of what the platform already has.)
 
 use ad_model::{Group, GroupRef, User};
 use sha2::{Digest, Sha256};
