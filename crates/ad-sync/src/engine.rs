@@ -424,9 +424,8 @@ impl<'e> Cycle<'e> {
         if let Some(row) = self.store.object(&guid)?
             && !row.dn.eq_ignore_ascii_case(dn)
         {
-            groups = self.store.groups_listing(&row.dn)?;
             self.store.update_dn(&guid, dn)?;
-            self.store.rename_member(&row.dn, dn)?;
+            groups = self.store.rename_member(&row.dn, dn)?;
             if let Some(linked) = &linked {
                 groups.extend(linked.member_of.iter().cloned());
             }

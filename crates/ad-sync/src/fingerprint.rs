@@ -22,9 +22,9 @@ pub fn user(user: &User) -> String {
     copy.usn_created = None;
     copy.when_changed = None;
     sort_dns(&mut copy.member_of);
-    sort_strings(&mut copy.object_class);
-    sort_strings(&mut copy.service_principal_names);
-    copy.sid_history.sort_by_key(ToString::to_string);
+    copy.object_class.sort();
+    copy.service_principal_names.sort();
+    copy.sid_history.sort_by_cached_key(ToString::to_string);
     sort_refs(&mut copy.groups);
     sort_refs(&mut copy.transitive_groups);
     copy.privileges
@@ -40,8 +40,8 @@ pub fn group(group: &Group) -> String {
     copy.when_changed = None;
     sort_dns(&mut copy.members);
     sort_dns(&mut copy.member_of);
-    sort_strings(&mut copy.object_class);
-    copy.sid_history.sort_by_key(ToString::to_string);
+    copy.object_class.sort();
+    copy.sid_history.sort_by_cached_key(ToString::to_string);
     sort_refs(&mut copy.groups);
     digest(&copy)
 }
@@ -49,10 +49,6 @@ pub fn group(group: &Group) -> String {
 /// DNs compare case-insensitively, as AD compares them.
 fn sort_dns(dns: &mut [String]) {
     dns.sort_by_cached_key(|dn| dn.to_lowercase());
-}
-
-fn sort_strings(values: &mut [String]) {
-    values.sort();
 }
 
 fn sort_refs(refs: &mut [GroupRef]) {

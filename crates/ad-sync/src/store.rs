@@ -309,6 +309,9 @@ CREATE TABLE IF NOT EXISTS skipped (
 /// Tracked groups whose last-sent member list (JSON) contains `?1`, any case.
 const GROUPS_LISTING: &str = "SELECT dn FROM objects WHERE kind = 'group' AND members IS NOT NULL AND instr(lower(members), lower(?1)) > 0";
 
+/// [`GROUPS_LISTING`] with each group's GUID and member list, to rewrite them.
+const GROUPS_LISTING_MEMBERS: &str = "SELECT dn, guid, members FROM objects WHERE kind = 'group' AND members IS NOT NULL AND instr(lower(members), lower(?1)) > 0";
+
 /// Columns added after the first release: (table, column, type). Added when missing.
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("checkpoint", "read_at", "TEXT"),
@@ -786,43 +789,48 @@ impl Store {
     }
 
     /// A tracked object was found under a new DN: the stored member lists that name its old
-    /// DN name the new one from now on. Those lists are what the next member comparison
-    /// starts from; comparing against a DN that no longer exists would make a later
-    /// removal of the object from the group re-read the old DN (nothing) instead of the
-    /// object. (What the platform holds is still decided by the groups' content hashes,
-    /// which this leaves alone: the groups are re-read and re-sent by the caller.)
-    pub fn rename_member(&mut self, old_dn: &str, new_dn: &str) -> Result<(), StoreError> {
+    /// DN name the new one from now on, in one transaction. Returns the DNs of those groups
+    /// (as [`Store::groups_listing`] of the old DN would): the caller re-reads and re-sends
+    /// them. Those lists are what the next member comparison starts from; comparing against
+    /// a DN that no longer exists would make a later removal of the object from the group
+    /// re-read the old DN (nothing) instead of the object. (What the platform holds is still
+    /// decided by the groups' content hashes, which this leaves alone.)
+    pub fn rename_member(&mut self, old_dn: &str, new_dn: &str) -> Result<Vec<String>, StoreError> {
         let needle = serde_json::to_string(old_dn).map_err(|e| self.corrupt("member DN", e))?;
-        let rows: Vec<(String, String)> = {
-            let mut stmt = self
-                .conn
-                .prepare_cached(
-                    "SELECT guid, members FROM objects WHERE kind = 'group' AND members IS NOT NULL AND instr(lower(members), lower(?1)) > 0",
-                )
-                .map_err(self.db())?;
-            stmt.query_map([needle], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(self.db())?
-                .collect::<Result<_, _>>()
-                .map_err(self.db())?
+        let path = self.path.clone();
+        let db = db_err(&path);
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+            path: path.clone(),
+            what: "group members",
+            detail: e.to_string(),
         };
-        for (guid, json) in rows {
-            let mut members: Vec<String> =
-                serde_json::from_str(&json).map_err(|e| self.corrupt("group members", e))?;
-            for member in &mut members {
-                if member.eq_ignore_ascii_case(old_dn) {
-                    new_dn.clone_into(member);
+        let tx = self.conn.transaction().map_err(&db)?;
+        let rows: Vec<(String, String, String)> = {
+            let mut stmt = tx.prepare_cached(GROUPS_LISTING_MEMBERS).map_err(&db)?;
+            stmt.query_map([needle], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(&db)?
+                .collect::<Result<_, _>>()
+                .map_err(&db)?
+        };
+        let mut groups = Vec::with_capacity(rows.len());
+        {
+            let mut update = tx
+                .prepare_cached("UPDATE objects SET members = ?2 WHERE guid = ?1")
+                .map_err(&db)?;
+            for (dn, guid, json) in rows {
+                let mut members: Vec<String> = serde_json::from_str(&json).map_err(corrupt)?;
+                for member in &mut members {
+                    if member.eq_ignore_ascii_case(old_dn) {
+                        new_dn.clone_into(member);
+                    }
                 }
+                let json = serde_json::to_string(&members).map_err(corrupt)?;
+                update.execute(params![guid, json]).map_err(&db)?;
+                groups.push(dn);
             }
-            let json =
-                serde_json::to_string(&members).map_err(|e| self.corrupt("group members", e))?;
-            self.conn
-                .execute(
-                    "UPDATE objects SET members = ?2 WHERE guid = ?1",
-                    params![guid, json],
-                )
-                .map_err(self.db())?;
         }
-        Ok(())
+        tx.commit().map_err(&db)?;
+        Ok(groups)
     }
 
     /// DNs of the objects left in doubt by cycles that did not finish: what the platform
@@ -1494,6 +1502,36 @@ mod tests {
         assert!(
             store
                 .groups_listing_any_parent("CN=u2,OU=Old,DC=x")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn stored_member_lists_follow_a_moved_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut group = sent(7, "g");
+        group.kind = ObjectKind::Group;
+        group.members = Some(vec!["CN=u1,OU=Old,DC=x".into(), "CN=u2,OU=Old,DC=x".into()]);
+        store.commit_batch(1, &[group], &[], Utc::now()).unwrap();
+        let listing = store
+            .rename_member("cn=U1,ou=old,DC=x", "CN=u1,OU=New,DC=x")
+            .unwrap();
+        assert_eq!(listing, ["CN=u7,DC=x"]);
+        assert_eq!(
+            store.group_members(&guid(7)).unwrap(),
+            ["CN=u1,OU=New,DC=x", "CN=u2,OU=Old,DC=x"]
+        );
+        assert!(
+            store
+                .groups_listing("CN=u1,OU=Old,DC=x")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .rename_member("CN=nobody,DC=x", "CN=n,DC=x")
                 .unwrap()
                 .is_empty()
         );
