@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use toml::{Table, Value};
 
 /// Keys whose values are secrets: never typed, never logged, may come from `<key>_file`.
@@ -191,10 +192,11 @@ pub fn read_file(path: &Path, layered: &mut Layered) -> Result<(), LayerError> {
             message: e.message().trim().to_owned(),
         }
     };
+    // Parsed once: the spanned document gives each key's line, then becomes the table.
     let spanned = toml::de::DeTable::parse(&text).map_err(syntax)?;
-    layered.table = text.parse::<Table>().map_err(syntax)?;
     let mut lines = Vec::new();
     key_lines(spanned.get_ref(), "", &mut lines);
+    layered.table = Table::deserialize(toml::de::Deserializer::from(spanned)).map_err(syntax)?;
     for (key, offset) in lines {
         let (line, _) = line_column(&text, offset);
         layered.origins.insert(
@@ -325,31 +327,24 @@ pub fn typed(example: &Table, var: &str, path: &[&str], text: &str) -> Result<Va
 /// Replace every `<secret>_file = "path"` with `<secret> = "<content>"`, at any depth.
 /// Relative paths are resolved against `base`. Warns about secret files other users can read.
 pub fn resolve_secret_files(layered: &mut Layered, base: &Path) -> Result<(), LayerError> {
-    let found: Vec<String> = leaves(&layered.table)
+    let found: Vec<(String, Option<String>)> = leaves(&layered.table)
         .into_iter()
         .filter(|(_, key, _)| {
             key.strip_suffix("_file")
                 .is_some_and(|s| SECRET_KEYS.contains(&s))
         })
-        .map(|(path, _, _)| path)
+        .map(|(path, _, value)| (path, value.as_str().map(str::to_owned)))
         .collect();
-    for key in found {
-        let segments: Vec<&str> = key.split('.').collect();
-        let Some((last, parents)) = segments.split_last() else {
-            continue;
-        };
-        let mut table = &layered.table;
-        for segment in parents {
-            match table.get(*segment) {
-                Some(Value::Table(t)) => table = t,
-                _ => break,
-            }
-        }
-        let Some(Value::String(file)) = table.get(*last).cloned() else {
+    for (key, file) in found {
+        let Some(file) = file else {
             return Err(LayerError::Shape {
                 key,
                 message: "must be a file path (text)".into(),
             });
+        };
+        let segments: Vec<&str> = key.split('.').collect();
+        let Some((last, parents)) = segments.split_last() else {
+            continue;
         };
         let file = base.join(file);
         let content = std::fs::read_to_string(&file).map_err(|source| LayerError::SecretFile {
@@ -414,11 +409,9 @@ pub fn world_readable(path: &Path) -> bool {
 
 /// Whether any secret is written inline in `table` (for the world-readable warning).
 pub fn has_inline_secret(table: &Table) -> bool {
-    table.iter().any(|(key, value)| match value {
-        Value::Table(inner) => has_inline_secret(inner),
-        Value::String(_) => SECRET_KEYS.contains(&key.as_str()),
-        _ => false,
-    })
+    leaves(table)
+        .iter()
+        .any(|(_, key, value)| value.is_str() && SECRET_KEYS.contains(key))
 }
 
 /// Add "did you mean `x`?" to serde's "unknown field `y`, expected one of `a`, `b`".

@@ -194,39 +194,30 @@ fn main() -> ExitCode {
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
-    let source_config = |e: Option<&ad_source::SourceError>| {
-        matches!(e, Some(ad_source::SourceError::Config { .. }))
-    };
-    let sink_config =
-        |e: Option<&asset_sink::SinkError>| matches!(e, Some(asset_sink::SinkError::Config { .. }));
-    let cycle = error.downcast_ref::<CycleError>();
-    if error.downcast_ref::<ConfigError>().is_some()
-        || source_config(error.downcast_ref())
-        || sink_config(error.downcast_ref())
-        || source_config(match cycle {
-            Some(CycleError::Source(e)) => Some(e),
-            _ => None,
-        })
-        || sink_config(match cycle {
-            Some(CycleError::Sink(e)) => Some(e),
-            _ => None,
-        })
-    {
+    use ad_source::SourceError;
+    use asset_sink::SinkError;
+    if error.downcast_ref::<ConfigError>().is_some() {
         return EXIT_CONFIG;
     }
-    match cycle {
-        Some(CycleError::Interrupted) => return EXIT_INTERRUPTED,
-        Some(CycleError::Source(_)) => return EXIT_DIRECTORY,
-        Some(CycleError::Sink(_) | CycleError::EverythingRefused { .. }) => return EXIT_PLATFORM,
-        _ => {}
+    // The directory's or the platform's error, given directly or inside a cycle's.
+    let cycle = error.downcast_ref::<CycleError>();
+    let source = error.downcast_ref::<SourceError>().or(match cycle {
+        Some(CycleError::Source(e)) => Some(e),
+        _ => None,
+    });
+    let sink = error.downcast_ref::<SinkError>().or(match cycle {
+        Some(CycleError::Sink(e)) => Some(e),
+        _ => None,
+    });
+    match (cycle, source, sink) {
+        (_, Some(SourceError::Config { .. }), _) | (_, _, Some(SinkError::Config { .. })) => {
+            EXIT_CONFIG
+        }
+        (Some(CycleError::Interrupted), _, _) => EXIT_INTERRUPTED,
+        (_, Some(_), _) => EXIT_DIRECTORY,
+        (Some(CycleError::EverythingRefused { .. }), _, _) | (_, _, Some(_)) => EXIT_PLATFORM,
+        _ => EXIT_FAILURE,
     }
-    if error.downcast_ref::<ad_source::SourceError>().is_some() {
-        return EXIT_DIRECTORY;
-    }
-    if error.downcast_ref::<asset_sink::SinkError>().is_some() {
-        return EXIT_PLATFORM;
-    }
-    EXIT_FAILURE
 }
 
 fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
@@ -280,12 +271,14 @@ fn config_show(cli: &Cli) -> anyhow::Result<ExitCode> {
     let (_, layered) = load_layered(cli)?;
     let lines: Vec<(String, String)> = layers::leaves(&layered.table)
         .into_iter()
-        .map(
-            |(path, key, value)| match layers::SECRET_KEYS.contains(&key) {
-                true => (path, "\"<redacted>\"".to_owned()),
-                false => (path, value.to_string()),
-            },
-        )
+        .map(|(path, key, value)| {
+            let shown = if layers::SECRET_KEYS.contains(&key) {
+                "\"<redacted>\"".to_owned()
+            } else {
+                value.to_string()
+            };
+            (path, shown)
+        })
         .collect();
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in lines {

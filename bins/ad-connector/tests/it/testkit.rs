@@ -20,6 +20,13 @@ fn server() -> TestServer {
     TestServer::start(directory, ServerOptions::default()).unwrap()
 }
 
+/// `[sink]` settings for a Sekoia sink at `base_url` (a loopback mock).
+fn sekoia_sink(base_url: &str) -> String {
+    format!(
+        "\n[sink]\nkind = \"sekoia\"\n[sink.sekoia]\nbase_url = {base_url:?}\nconnector_uuid = \"0b7a6a54-3c5e-4d7f-9a51-8a0e8a3c2f10\"\napi_key = \"k\"\n"
+    )
+}
+
 fn config(dir: &Path, server: &TestServer, extra: &str) -> std::path::PathBuf {
     let path = dir.join("c.toml");
     std::fs::write(
@@ -188,11 +195,7 @@ async fn sekoia_delta_resends_users_whose_groups_changed() {
         .mount(&sekoia)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let sink = format!(
-        "\n[sink]\nkind = \"sekoia\"\n[sink.sekoia]\nbase_url = {:?}\nconnector_uuid = \"0b7a6a54-3c5e-4d7f-9a51-8a0e8a3c2f10\"\napi_key = \"k\"\n",
-        sekoia.uri()
-    );
-    let config = config(dir.path(), &server, &sink);
+    let config = config(dir.path(), &server, &sekoia_sink(&sekoia.uri()));
     let c = config.clone();
     let full = tokio::task::spawn_blocking(move || run(&c, &["sync"]))
         .await
@@ -311,11 +314,7 @@ async fn the_platform_refusing_exits_6() {
         .mount(&sekoia)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let sink = format!(
-        "\n[sink]\nkind = \"sekoia\"\n[sink.sekoia]\nbase_url = {:?}\nconnector_uuid = \"0b7a6a54-3c5e-4d7f-9a51-8a0e8a3c2f10\"\napi_key = \"k\"\n",
-        sekoia.uri()
-    );
-    let config = config(dir.path(), &server, &sink);
+    let config = config(dir.path(), &server, &sekoia_sink(&sekoia.uri()));
     let output = tokio::task::spawn_blocking(move || run(&config, &["sync"]))
         .await
         .unwrap();

@@ -135,7 +135,7 @@ impl EnvFile {
                 if found.2.parse::<Uuid>().is_err() {
                     return Err(SinkError::Config {
                         sink: "qualys",
-                        key: field_key(key),
+                        key,
                         problem: format!("{:?} is not a UUID", found.2),
                     });
                 }
@@ -218,14 +218,5 @@ impl EnvFile {
             .collect();
         file.rest.sort_by_key(|l| l.line);
         Ok(file)
-    }
-}
-
-/// The env key of a UUID setting, as a `'static` name for errors.
-fn field_key(key: &str) -> &'static str {
-    match key {
-        "qualys.customerUuid" => "qualys.customerUuid",
-        "qualys.connectionUuid" => "qualys.connectionUuid",
-        _ => "qualys.profileUuid",
     }
 }
