@@ -4,7 +4,7 @@
 //! the batch in flight is dropped, and the checkpoint does not move, so the next start
 //! re-reads from the last checkpoint and re-sends at most what was not acknowledged.
 
-use ad_sync::{ConnectorState, CycleError, CycleRequest};
+use ad_sync::{CycleError, CycleRequest};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
@@ -66,9 +66,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
                     schedule.expression()
                 );
             };
-            engine
-                .store_mut()
-                .set_connector_state(ConnectorState::Scheduled)?;
+            engine.store_mut().set_scheduled(next)?;
             tracing::info!(next = %next.to_rfc3339(), "next cycle scheduled");
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
             tokio::select! {
@@ -107,6 +105,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
             break;
         }
     }
+    engine.store_mut().set_stopped()?;
     tracing::info!("connector stopped");
     Ok(())
 }

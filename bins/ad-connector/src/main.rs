@@ -182,15 +182,34 @@ fn main() -> ExitCode {
             let code = exit_code(&error);
             if json_logs {
                 // Under --log-format json every line is JSON, the last one too.
-                tracing::error!(exit_code = code, "{error:#}");
+                tracing::error!(exit_code = code, "{}", sentence(&error));
             } else if logging::under_journald() {
-                eprintln!("<3>error: {error:#}");
+                eprintln!("<3>error: {}", sentence(&error));
             } else {
-                eprintln!("error: {error:#}");
+                eprintln!("error: {}", sentence(&error));
             }
             ExitCode::from(code)
         }
     }
+}
+
+/// The error and its causes as one line, each said once. Our error sentences already carry
+/// their cause ("reading the directory failed: connection to … was refused"), which is also
+/// their `source()`: anyhow's `{:#}` would print it twice. A cause is added only when the
+/// text so far does not already contain it.
+fn sentence(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
@@ -436,11 +455,14 @@ async fn test_connection(config: &Config, json: bool) -> anyhow::Result<ExitCode
 fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     // Read-only and without the lock: `status` must work while `run` holds it, and must
     // never keep `run` from starting.
+    let holder = Store::lock_holder(&config.state_dir)?;
     let Some(state) = Store::open_read_only(&config.state_dir)? else {
         if json {
             let value = serde_json::json!({
                 "state": null,
+                "daemon": daemon_json(holder.as_deref(), None, None),
                 "checkpoint": null,
+                "last_success": null,
                 "tracked": {"users": 0, "groups": 0},
                 "cycles": [],
             });
@@ -454,6 +476,8 @@ fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         return Ok(());
     };
     let connector = state.connector_state()?;
+    let next_run = state.next_run()?;
+    let last_success = state.last_success()?;
     let checkpoint = state.checkpoint()?;
     let cycles = state.recent_cycles(10)?;
     let users = state.count(ad_model::ObjectKind::User)?;
@@ -464,7 +488,9 @@ fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     if json {
         let value = serde_json::json!({
             "state": connector,
+            "daemon": daemon_json(holder.as_deref(), Some(connector), next_run),
             "checkpoint": checkpoint,
+            "last_success": last_success,
             "tracked": {"users": users, "groups": groups},
             "withheld_deletes": withheld,
             "quarantined": quarantined,
@@ -475,6 +501,21 @@ fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("State:      {connector:?}  ({})", state.path().display());
+    println!(
+        "Process:    {}",
+        daemon_sentence(holder.as_deref(), connector, next_run)
+    );
+    println!(
+        "Last success: {}",
+        last_success.map_or_else(
+            || "never".to_owned(),
+            |t| format!(
+                "{} ({} ago)",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                age(chrono::Utc::now() - t)
+            )
+        )
+    );
     match checkpoint {
         Some(cp) => println!(
             "Checkpoint: {} invocationId {} USN {} (last full sync {})",
@@ -540,4 +581,56 @@ fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What `status --json` says about the process using the state.
+fn daemon_json(
+    holder: Option<&str>,
+    state: Option<ad_sync::ConnectorState>,
+    next_run: Option<chrono::DateTime<chrono::Utc>>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "running": holder.is_some(),
+        "holder": holder,
+        "next_run": if holder.is_some() { next_run } else { None },
+        "ended_uncleanly": holder.is_none() && matches!(
+            state,
+            Some(ad_sync::ConnectorState::Scheduled | ad_sync::ConnectorState::Processing)
+        ),
+    })
+}
+
+/// What `status` says about the process using the state, as a sentence.
+fn daemon_sentence(
+    holder: Option<&str>,
+    state: ad_sync::ConnectorState,
+    next_run: Option<chrono::DateTime<chrono::Utc>>,
+) -> String {
+    use ad_sync::ConnectorState::{Processing, Scheduled, Stopped};
+    match (holder, state) {
+        (Some(holder), Processing) => format!("running ({holder}), a cycle is in progress"),
+        (Some(holder), Scheduled) => match next_run {
+            Some(next) => format!(
+                "running ({holder}), next cycle at {} (in {})",
+                next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                age(next - chrono::Utc::now())
+            ),
+            None => format!("running ({holder}), waiting for its next cycle"),
+        },
+        (Some(holder), _) => format!("running ({holder})"),
+        (None, Stopped) => "not running (the daemon was stopped)".to_owned(),
+        (None, Scheduled | Processing) => "not running: the last process ended without stopping cleanly (killed, crashed or the machine restarted); nothing acknowledged is lost, the next cycle resumes from the checkpoint".to_owned(),
+        (None, _) => "not running".to_owned(),
+    }
+}
+
+/// A duration for people: `3h 12m`, `45s`.
+fn age(duration: chrono::TimeDelta) -> String {
+    let secs = duration.num_seconds().max(0);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
+        3600..86400 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86400, secs % 86400 / 3600),
+    }
 }

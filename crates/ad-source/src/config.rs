@@ -97,12 +97,17 @@ pub struct SourceConfig {
     /// Seconds to wait for any one server reply (each search page or entry). Default 120.
     #[serde(default = "default_operation_timeout")]
     pub operation_timeout_secs: u64,
-    /// Reconnect attempts after a dropped connection, per failure (reset once entries flow
-    /// again), with exponential backoff. Default 5; 0 disables reconnecting.
-    #[serde(default = "default_max_reconnects")]
-    pub max_reconnects: u32,
-    /// Delay before the first reconnect attempt, doubled for each further attempt (capped
-    /// at 10 s). Default 200 ms.
+    /// Seconds to keep reconnecting after the DC dropped the connection or answered busy
+    /// (a reboot, a failover), counted from the first failure; the count restarts once
+    /// entries flow again. Long enough for a DC reboot: default 300. 0 disables reconnecting.
+    #[serde(default = "default_max_reconnect_secs")]
+    pub max_reconnect_secs: u64,
+    /// An optional cap on reconnect attempts per failure, within `max_reconnect_secs`.
+    /// Default: none (the time budget alone decides).
+    #[serde(default)]
+    pub max_reconnects: Option<u32>,
+    /// Delay before the first reconnect attempt, doubled for each further attempt up to 30 s,
+    /// each jittered down by up to half. Default 200 ms.
     #[serde(default = "default_reconnect_backoff_ms")]
     pub reconnect_backoff_ms: u64,
 }
@@ -125,8 +130,8 @@ fn default_connect_timeout() -> u64 {
 fn default_operation_timeout() -> u64 {
     120
 }
-fn default_max_reconnects() -> u32 {
-    5
+fn default_max_reconnect_secs() -> u64 {
+    300
 }
 fn default_reconnect_backoff_ms() -> u64 {
     200
@@ -172,7 +177,8 @@ impl SourceConfig {
             page_size: DEFAULT_PAGE_SIZE,
             connect_timeout_secs: default_connect_timeout(),
             operation_timeout_secs: default_operation_timeout(),
-            max_reconnects: default_max_reconnects(),
+            max_reconnect_secs: default_max_reconnect_secs(),
+            max_reconnects: None,
             reconnect_backoff_ms: default_reconnect_backoff_ms(),
         }
     }

@@ -129,13 +129,15 @@ pub enum SourceError {
     },
     /// Reconnecting failed too many times.
     #[error(
-        "gave up on {host} after {attempts} reconnect attempts during {operation}; last error: {last}"
+        "gave up on {host} after {attempts} reconnect attempts in {elapsed_secs} s during {operation}; last error: {last}; if the DC needs longer to come back (a reboot), raise max_reconnect_secs"
     )]
     ReconnectsExhausted {
         /// The host.
         host: String,
         /// Attempts made.
         attempts: u32,
+        /// Seconds from the first failure to giving up.
+        elapsed_secs: u64,
         /// What was being done.
         operation: String,
         /// The last error, as a sentence.

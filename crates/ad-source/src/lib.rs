@@ -72,6 +72,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod backoff;
 mod ber;
 pub mod bind_error;
 mod boundary;

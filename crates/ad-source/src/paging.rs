@@ -17,7 +17,7 @@
 //! the same DC. Entries already handed out are recognised by a 64-bit fingerprint of their
 //! `objectGUID` and not emitted again; entries not seen before are emitted, whatever order the
 //! server uses the second time. The fingerprints cost 8 bytes per entry of the running
-//! search (8 MB per million entries) and are only kept when `max_reconnects > 0`. A restart
+//! search (8 MB per million entries) and are only kept when `max_reconnect_secs > 0`. A restart
 //! that throws away part of a read is counted (`searches_restarted`).
 //!
 //! # Incomplete reads are counted, never silent
@@ -38,6 +38,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use ad_model::RawEntry;
 use ldap3::controls::RawControl;
 
+use crate::backoff::Backoff;
 use crate::ber::{self, MalformedEntry};
 use crate::connection::op_error;
 use crate::error::{SourceError, search_reason};
@@ -135,7 +136,7 @@ impl Dedupe {
 /// A paged search read one entry at a time: `while let Some(item) = reader.next(session)`.
 ///
 /// Transient failures (dropped connection, timeout, busy DC) reconnect the session (bounded
-/// by `max_reconnects` consecutive attempts without a new entry, with backoff) and restart
+/// by `max_reconnect_secs` without a new entry, with backoff) and restart
 /// the search from its first page; entries already returned are not returned again.
 #[derive(Debug)]
 pub(crate) struct PagedReader {
@@ -145,7 +146,8 @@ pub(crate) struct PagedReader {
     cookie: Vec<u8>,
     done: bool,
     dedupe: Dedupe,
-    attempt: u32,
+    /// The current streak of reconnects (reset when an entry arrives).
+    backoff: Backoff,
     /// Something of this search was read since it (re)started: a restart now loses work.
     progressed: bool,
 }
@@ -160,10 +162,10 @@ impl PagedReader {
             cookie: Vec::new(),
             done: false,
             dedupe: Dedupe {
-                enabled: session.config.max_reconnects > 0,
+                enabled: session.config.max_reconnect_secs > 0,
                 ..Dedupe::default()
             },
-            attempt: 1,
+            backoff: Backoff::new(),
             progressed: false,
         }
     }
@@ -185,7 +187,7 @@ impl PagedReader {
                         continue;
                     }
                     self.dedupe.record(fp);
-                    self.attempt = 1;
+                    self.backoff.reset();
                     self.progressed = true;
                     return Ok(Some(item));
                 }
@@ -194,8 +196,9 @@ impl PagedReader {
                     if let Some(mut stream) = self.stream.take() {
                         let _ = stream.finish().await;
                     }
-                    session.reconnect(&self.operation, e, self.attempt).await?;
-                    self.attempt += 1;
+                    session
+                        .reconnect(&self.operation, e, &mut self.backoff)
+                        .await?;
                     self.cookie.clear();
                     self.dedupe.restart();
                     if self.progressed {

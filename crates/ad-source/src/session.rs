@@ -1,10 +1,10 @@
 //! A session: one bound connection to one pinned DC, reconnected with bounded backoff.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ad_model::Guid;
 
+use crate::backoff::Backoff;
 use crate::config::SourceConfig;
 use crate::connection::{self, Connection};
 use crate::error::SourceError;
@@ -96,9 +96,6 @@ fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 { one } else { many }
 }
 
-/// Longest delay between reconnect attempts (the first is `reconnect_backoff_ms`, doubling).
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
-
 /// One bound connection plus what is needed to replace it.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -131,7 +128,7 @@ impl Session {
     async fn open_here(config: Arc<SourceConfig>) -> Result<Session, SourceError> {
         // A DC that is busy or drops the first connection gets the same bounded retries as a
         // drop mid-read; a refused or unreachable port, DNS, TLS and bind errors fail at once.
-        let mut attempt = 0u32;
+        let mut backoff = Backoff::new();
         let (conn, root) = loop {
             let opened = async {
                 let conn = connection::connect(&config).await?;
@@ -142,19 +139,17 @@ impl Session {
             match opened {
                 Ok(pair) => break pair,
                 Err(e)
-                    if attempt < config.max_reconnects
-                        && e.is_transient()
+                    if e.is_transient()
                         && !matches!(
                             e,
                             SourceError::ConnectionRefused { .. }
                                 | SourceError::ConnectTimeout { .. }
                         ) =>
                 {
-                    attempt += 1;
-                    let delay = Duration::from_millis(config.reconnect_backoff_ms)
-                        .saturating_mul(1u32 << (attempt - 1).min(10))
-                        .min(BACKOFF_MAX);
-                    tracing::warn!(error = %e, attempt, "retrying the first connection");
+                    let Ok(delay) = backoff.next_delay(&config) else {
+                        return Err(e);
+                    };
+                    tracing::warn!(error = %e, attempt = backoff.attempts(), "retrying the first connection");
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => return Err(e),
@@ -168,7 +163,7 @@ impl Session {
             config,
             conn,
             counters: Counters {
-                reconnects: u64::from(attempt),
+                reconnects: u64::from(backoff.attempts()),
                 ..Counters::default()
             },
         })
@@ -188,31 +183,33 @@ impl Session {
             .unwrap_or_else(|| self.root.default_naming_context.clone())
     }
 
-    /// Replace the connection after `last` (a transient error). `attempt` starts at 1;
-    /// returns an error once `max_reconnects` attempts are used up.
+    /// Replace the connection after `last` (a transient error), waiting and retrying within
+    /// the time budget of `backoff` (one streak of failures, reset by the caller when entries
+    /// flow again). Fails with [`SourceError::ReconnectsExhausted`] once the budget is spent.
     pub(crate) async fn reconnect(
         &mut self,
         operation: &str,
         last: SourceError,
-        attempt: u32,
+        backoff: &mut Backoff,
     ) -> Result<(), SourceError> {
-        let max = self.config.max_reconnects;
         let mut last = last;
-        let mut attempt = attempt;
         loop {
-            if attempt > max {
-                return Err(SourceError::ReconnectsExhausted {
-                    host: self.conn.host().to_owned(),
-                    attempts: max,
-                    operation: operation.to_owned(),
-                    last: last.to_string(),
-                });
-            }
-            let delay = Duration::from_millis(self.config.reconnect_backoff_ms)
-                .saturating_mul(1u32 << (attempt - 1).min(10))
-                .min(BACKOFF_MAX);
+            let delay = match backoff.next_delay(&self.config) {
+                Ok(delay) => delay,
+                Err(gave_up) => {
+                    return Err(SourceError::ReconnectsExhausted {
+                        host: self.conn.host().to_owned(),
+                        attempts: gave_up.attempts,
+                        elapsed_secs: gave_up.elapsed_secs,
+                        operation: operation.to_owned(),
+                        last: last.to_string(),
+                    });
+                }
+            };
             tracing::warn!(
-                host = %self.conn.host(), attempt, max, delay_ms = delay.as_millis() as u64,
+                host = %self.conn.host(), attempt = backoff.attempts(),
+                budget_secs = self.config.max_reconnect_secs,
+                delay_ms = delay.as_millis() as u64,
                 error = %last, "reconnecting during {operation}"
             );
             tokio::time::sleep(delay).await;
@@ -220,10 +217,7 @@ impl Session {
             match self.try_reconnect().await {
                 Ok(()) => return Ok(()),
                 Err(e @ SourceError::DcChanged { .. }) => return Err(e),
-                Err(e) if e.is_transient() => {
-                    last = e;
-                    attempt += 1;
-                }
+                Err(e) if e.is_transient() => last = e,
                 Err(e) => return Err(e),
             }
         }
@@ -237,14 +231,13 @@ impl Session {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Option<ad_model::RawEntry>, SourceError> {
-        let mut attempt = 1;
+        let mut backoff = Backoff::new();
         loop {
             match root_dse::read_one(&self.conn, dn, scope, filter, attrs).await {
                 Ok(found) => return Ok(found),
                 Err(e) if e.is_transient() => {
-                    self.reconnect(&format!("the read of {dn}"), e, attempt)
+                    self.reconnect(&format!("the read of {dn}"), e, &mut backoff)
                         .await?;
-                    attempt += 1;
                 }
                 Err(e) => return Err(e),
             }

@@ -16,7 +16,8 @@ use crate::guard::DeleteGuard;
 use crate::observer::Observer;
 use crate::report::{CycleError, CycleReport};
 use crate::store::{
-    Leftovers, QuarantineRow, SentObject, SkippedRow, Store, StoredCheckpoint, WithheldRow,
+    CycleOutcome, Leftovers, QuarantineRow, SentObject, SkippedRow, Store, StoredCheckpoint,
+    WithheldRow,
 };
 
 /// How the engine runs its cycles.
@@ -118,14 +119,34 @@ impl Engine {
         shutdown: &CancellationToken,
     ) -> Result<CycleReport, CycleError> {
         let started = Instant::now();
+        let started_at = Utc::now();
         let read_at = self.source.now();
         let stored = self.store.checkpoint()?;
         let opened = tokio::select! {
             opened = open_run(&self.source, stored.as_ref(), request, &self.options, read_at) => opened,
             () = shutdown.cancelled() => Err(CycleError::Interrupted),
         };
-        let (run, mode, full_reason) = opened?;
-        let cycle_id = self.store.begin_cycle(mode_name(mode), Utc::now())?;
+        let (run, mode, full_reason) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                // Journal it too: "the DC was unreachable at 03:00" is what an operator
+                // looks for in `status`. The mode is the one the cycle would have run in.
+                let intended = if request.force_full || stored.is_none() {
+                    SyncMode::Full
+                } else {
+                    SyncMode::Delta
+                };
+                self.store.record_unstarted_cycle(
+                    mode_name(intended),
+                    outcome_of(&error),
+                    &error.to_string(),
+                    started_at,
+                    Utc::now(),
+                )?;
+                return Err(error);
+            }
+        };
+        let cycle_id = self.store.begin_cycle(mode_name(mode), started_at)?;
         let result = {
             let cycle = Cycle::new(self, cycle_id, mode, stored.clone(), read_at, observer);
             tokio::select! {
@@ -140,7 +161,7 @@ impl Engine {
                 let json = serde_json::to_value(&report).ok();
                 self.store.end_cycle(
                     cycle_id,
-                    true,
+                    CycleOutcome::Ok,
                     &report.summary(),
                     json.as_ref(),
                     Utc::now(),
@@ -148,12 +169,23 @@ impl Engine {
                 Ok(report)
             }
             Err(error) => {
-                let message = error.to_string();
-                self.store
-                    .end_cycle(cycle_id, false, &message, None, Utc::now())?;
+                self.store.end_cycle(
+                    cycle_id,
+                    outcome_of(&error),
+                    &error.to_string(),
+                    None,
+                    Utc::now(),
+                )?;
                 Err(error)
             }
         }
+    }
+}
+
+fn outcome_of(error: &CycleError) -> CycleOutcome {
+    match error {
+        CycleError::Interrupted => CycleOutcome::Interrupted,
+        _ => CycleOutcome::Failed,
     }
 }
 

@@ -191,6 +191,8 @@ pub enum ConnectorState {
     Processing,
     /// The last cycle finished and its changes were accepted.
     Processed,
+    /// The daemon stopped on request (signal); no cycle runs until it is started again.
+    Stopped,
 }
 
 impl ConnectorState {
@@ -200,6 +202,7 @@ impl ConnectorState {
             ConnectorState::Scheduled => "Scheduled",
             ConnectorState::Processing => "Processing",
             ConnectorState::Processed => "Processed",
+            ConnectorState::Stopped => "Stopped",
         }
     }
 
@@ -209,6 +212,7 @@ impl ConnectorState {
             "Scheduled" => ConnectorState::Scheduled,
             "Processing" => ConnectorState::Processing,
             "Processed" => ConnectorState::Processed,
+            "Stopped" => ConnectorState::Stopped,
             _ => return None,
         })
     }
@@ -231,6 +235,27 @@ pub struct CycleRecord {
     pub summary: Option<String>,
     /// The cycle's report as JSON, when it finished.
     pub report: Option<serde_json::Value>,
+}
+
+/// How a cycle ended, as journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CycleOutcome {
+    /// It finished and every change was accepted (or recorded for retry).
+    Ok,
+    /// It failed; the error sentence is its summary.
+    Failed,
+    /// A stop was requested (signal) before it finished.
+    Interrupted,
+}
+
+impl CycleOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            CycleOutcome::Ok => "ok",
+            CycleOutcome::Failed => "failed",
+            CycleOutcome::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// The state directory, open and locked (or open read-only, without the lock).
@@ -328,30 +353,34 @@ impl Store {
             dir: dir.to_owned(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(dir_err)?;
-        restrict_permissions(dir);
+        if !dir.exists() {
+            create_private_dir(dir).map_err(dir_err)?;
+        }
         let lock_path = dir.join("lock");
-        let mut lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-            .map_err(dir_err)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&lock_path)
-                    .ok()
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "holder unknown".to_owned());
-                return Err(StoreError::Locked {
-                    dir: dir.to_owned(),
-                    holder,
-                });
+        let mut lock = private_file(&lock_path).map_err(dir_err)?;
+        // `status` takes a shared lock for an instant to see whether a daemon runs; a start
+        // that falls into that instant waits for it instead of reporting a second connector.
+        let mut tries = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if tries < LOCK_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let holder = std::fs::read_to_string(&lock_path)
+                        .ok()
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "holder unknown".to_owned());
+                    return Err(StoreError::Locked {
+                        dir: dir.to_owned(),
+                        holder,
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(dir_err(e)),
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(dir_err(e)),
         }
         lock.set_len(0).map_err(dir_err)?;
         writeln!(lock, "pid {}", std::process::id()).map_err(dir_err)?;
@@ -361,6 +390,9 @@ impl Store {
             path: path.clone(),
             source,
         };
+        // SQLite creates the -wal and -shm files with the database file's mode, so a
+        // database made 0600 here keeps all three private whatever the umask.
+        private_file(&path).map_err(dir_err)?;
         let conn = Connection::open(&path).map_err(&db)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(&db)?;
@@ -389,6 +421,13 @@ impl Store {
         .map_err(&db)?;
         conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'", [])
             .map_err(&db)?;
+        // Files of a state made by an older version (or by hand) may be more open.
+        for suffix in ["-wal", "-shm"] {
+            let side = dir.join(format!("state.db{suffix}"));
+            if side.exists() {
+                make_private(&side).map_err(dir_err)?;
+            }
+        }
         Ok(Store {
             conn,
             path,
@@ -516,17 +555,6 @@ impl Store {
         ConnectorState::parse(&text).ok_or_else(|| self.corrupt("connector state", text))
     }
 
-    /// Record the connector state.
-    pub fn set_connector_state(&mut self, state: ConnectorState) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'state'",
-                [state.as_str()],
-            )
-            .map_err(self.db())?;
-        Ok(())
-    }
-
     /// Journal the start of a cycle and return its number.
     pub fn begin_cycle(&mut self, mode: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
         let path = self.path.clone();
@@ -547,38 +575,157 @@ impl Store {
         Ok(id)
     }
 
-    /// Journal the end of a cycle.
+    /// Journal the end of a cycle: its outcome, its one-line summary (or the error sentence)
+    /// and its report.
     pub fn end_cycle(
         &mut self,
         id: i64,
-        ok: bool,
+        outcome: CycleOutcome,
         summary: &str,
         report: Option<&serde_json::Value>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let next = if ok { "Processed" } else { "Registered" };
         let path = self.path.clone();
         let report = report.map(|r| r.to_string());
         let tx = self.conn.transaction().map_err(db_err(&path))?;
         let result = tx
             .execute(
                 "UPDATE cycles SET finished_at = ?2, outcome = ?3, summary = ?4, report = ?5 WHERE id = ?1",
-                params![id, now.to_rfc3339(), if ok { "ok" } else { "failed" }, summary, report],
+                params![id, now.to_rfc3339(), outcome.as_str(), summary, report],
             )
             .and_then(|_| {
                 // A failed cycle after a good one keeps "Processed" for the data already there.
-                if ok {
-                    tx.execute("UPDATE meta SET value = ?1 WHERE key = 'state'", [next])
+                if outcome == CycleOutcome::Ok {
+                    tx.execute("UPDATE meta SET value = 'Processed' WHERE key = 'state'", [])
                 } else {
                     tx.execute(
-                        "UPDATE meta SET value = CASE WHEN EXISTS (SELECT 1 FROM checkpoint) THEN 'Processed' ELSE ?1 END WHERE key = 'state'",
-                        [next],
+                        "UPDATE meta SET value = CASE WHEN EXISTS (SELECT 1 FROM checkpoint) THEN 'Processed' ELSE 'Registered' END WHERE key = 'state'",
+                        [],
                     )
                 }
             })
             .and_then(|_| tx.commit());
         result.map_err(db_err(&path))?;
         Ok(())
+    }
+
+    /// Journal a cycle that ended before it could start reading (the directory could not be
+    /// reached, the bind was refused, a stop was requested): `mode` is the mode it would
+    /// have run in, `summary` the error sentence.
+    pub fn record_unstarted_cycle(
+        &mut self,
+        mode: &str,
+        outcome: CycleOutcome,
+        summary: &str,
+        started: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let id = self.begin_cycle(mode, started)?;
+        self.end_cycle(id, outcome, summary, None, now)?;
+        Ok(id)
+    }
+
+    /// The daemon waits for its next cycle at `next`.
+    pub fn set_scheduled(&mut self, next: DateTime<Utc>) -> Result<(), StoreError> {
+        self.set_meta_state(ConnectorState::Scheduled, Some(next))
+    }
+
+    /// The daemon stopped on request; no cycle is scheduled.
+    pub fn set_stopped(&mut self) -> Result<(), StoreError> {
+        self.set_meta_state(ConnectorState::Stopped, None)
+    }
+
+    fn set_meta_state(
+        &mut self,
+        state: ConnectorState,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(db_err(&path))?;
+        let result = tx
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'state'",
+                [state.as_str()],
+            )
+            .and_then(|_| match next {
+                Some(at) => tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('next_run', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [at.to_rfc3339()],
+                ),
+                None => tx.execute("DELETE FROM meta WHERE key = 'next_run'", []),
+            })
+            .and_then(|_| tx.commit());
+        result.map_err(db_err(&path))
+    }
+
+    /// When the daemon's next cycle is due, if it is waiting for one.
+    pub fn next_run(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'next_run'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.db())?;
+        text.map(|t| {
+            DateTime::parse_from_rfc3339(&t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| self.corrupt("next run time", e))
+        })
+        .transpose()
+    }
+
+    /// When the last cycle that succeeded finished.
+    pub fn last_success(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT finished_at FROM cycles WHERE outcome = 'ok' ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.db())?;
+        text.map(|t| {
+            DateTime::parse_from_rfc3339(&t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| self.corrupt("cycle end", e))
+        })
+        .transpose()
+    }
+
+    /// Whether a process (`run` or `sync`) holds the lock of the state in `dir` right now,
+    /// and what its lock file says (`pid N`). `None` when nobody does: then a stored state
+    /// of "Scheduled" or "Processing" means the last process ended without stopping cleanly.
+    ///
+    /// Looks by taking a shared lock for an instant (a process that starts in that instant
+    /// waits for it, see [`Store::open`]); never creates anything.
+    pub fn lock_holder(dir: &Path) -> Result<Option<String>, StoreError> {
+        let lock_path = dir.join("lock");
+        let file = match File::open(&lock_path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StoreError::Directory {
+                    dir: dir.to_owned(),
+                    source,
+                });
+            }
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(None),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(Some(
+                std::fs::read_to_string(&lock_path)
+                    .ok()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "holder unknown".to_owned()),
+            )),
+            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Directory {
+                dir: dir.to_owned(),
+                source,
+            }),
+        }
     }
 
     /// The last `n` cycles, newest first.
@@ -1303,15 +1450,51 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     }
 }
 
+/// How often a start retries a lock held for an instant by `status` (20 ms apart).
+const LOCK_TRIES: u32 = 25;
+
+/// Create `dir` (and missing parents) readable by this user only. Only directories we create
+/// are made private: an existing one keeps the mode its owner chose.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700).create(dir)?;
+        // The umask may have taken bits away from 0700, never added; make it exact.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)
+}
+
+/// Open (creating if missing) a state file readable and writable by this user only. Our own
+/// files are made 0600 even when they exist: they hold DNs, SIDs and group memberships.
+fn private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).read(true).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    make_private(path)?;
+    Ok(file)
+}
+
 #[cfg(unix)]
-fn restrict_permissions(dir: &Path) {
+fn make_private(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    // The state holds DNs and SIDs (no secrets), but it is nobody else's business.
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode != 0o600 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }
 
 #[cfg(not(unix))]
-fn restrict_permissions(_dir: &Path) {}
+fn make_private(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {
@@ -1369,7 +1552,9 @@ mod tests {
         store
             .finish_cycle(Some(&cp), &Leftovers::default(), now)
             .unwrap();
-        store.end_cycle(cycle, true, "ok", None, now).unwrap();
+        store
+            .end_cycle(cycle, CycleOutcome::Ok, "ok", None, now)
+            .unwrap();
         drop(store);
 
         let mut store = Store::open(dir.path()).unwrap();
@@ -1463,7 +1648,9 @@ mod tests {
         writer
             .finish_cycle(Some(&checkpoint(7)), &Leftovers::default(), now)
             .unwrap();
-        writer.end_cycle(cycle, true, "ok", None, now).unwrap();
+        writer
+            .end_cycle(cycle, CycleOutcome::Ok, "ok", None, now)
+            .unwrap();
         assert_eq!(reader.checkpoint().unwrap().unwrap().position.usn, 7);
         // A second writer is still refused while the first holds the lock.
         assert!(matches!(

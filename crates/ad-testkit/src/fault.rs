@@ -134,6 +134,9 @@ pub struct PageFault {
 pub struct FaultOptions {
     /// Close the connection after N entries, for the first K connections.
     pub drop_after: Option<DropAfter>,
+    /// After a [`DropAfter`] drop, close every new connection at once, before reading
+    /// anything, for this long: a DC rebooting (default zero: back at once).
+    pub down_after_drop: Duration,
     /// Sleep before each entry sent (default zero).
     pub entry_delay: Duration,
     /// Sleep before each page (each search request answered, paged or not; default zero).

@@ -130,6 +130,8 @@ struct Shared {
     next_connection: AtomicU64,
     failing_searches: AtomicU64,
     faulted_pages: AtomicU64,
+    /// Until when new connections are closed at once (`down_after_drop`).
+    down_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// The counters of a [`TestServer`], readable without borrowing it.
@@ -194,6 +196,7 @@ impl TestServer {
             next_connection: AtomicU64::new(0),
             failing_searches: AtomicU64::new(0),
             faulted_pages: AtomicU64::new(0),
+            down_until: std::sync::Mutex::new(None),
         });
         let (tx, rx) = watch::channel(false);
         let for_thread = Arc::clone(&shared);
@@ -362,6 +365,16 @@ struct Connection {
 }
 
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, id: u64) {
+    let down = shared
+        .down_until
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .is_some_and(|until| std::time::Instant::now() < until);
+    if down {
+        Counters::bump(&shared.counters.closed_while_down);
+        drop(stream);
+        return;
+    }
     let mut conn = Connection {
         id,
         framed: Framed::new(stream, RequestCodec::new()),
@@ -869,6 +882,13 @@ async fn search(
         if drop_at.is_some_and(|n| conn.entries_sent >= n) {
             conn.framed.flush().await?;
             Counters::bump(&shared.counters.dropped_connections);
+            if !faults.down_after_drop.is_zero() {
+                *shared
+                    .down_until
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(std::time::Instant::now() + faults.down_after_drop);
+            }
             return Ok(Flow::Close);
         }
     }

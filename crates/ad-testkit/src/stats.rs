@@ -26,6 +26,8 @@ pub struct ServerStats {
     pub size_limit_exceeded: u64,
     /// Connections closed by the drop-after-N fault.
     pub dropped_connections: u64,
+    /// Connections closed at once because the server was "down" after a drop.
+    pub closed_while_down: u64,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +40,7 @@ pub(crate) struct Counters {
     pub(crate) references_sent: AtomicU64,
     pub(crate) size_limit_exceeded: AtomicU64,
     pub(crate) dropped_connections: AtomicU64,
+    pub(crate) closed_while_down: AtomicU64,
 }
 
 impl Counters {
@@ -56,6 +59,7 @@ impl Counters {
             references_sent: get(&self.references_sent),
             size_limit_exceeded: get(&self.size_limit_exceeded),
             dropped_connections: get(&self.dropped_connections),
+            closed_while_down: get(&self.closed_while_down),
         }
     }
 
@@ -69,6 +73,7 @@ impl Counters {
             &self.references_sent,
             &self.size_limit_exceeded,
             &self.dropped_connections,
+            &self.closed_while_down,
         ] {
             c.store(0, Ordering::Relaxed);
         }

@@ -139,7 +139,7 @@ fn failing_sync(extra_env: &[(&str, &str)], args: &[&str]) -> std::process::Outp
     std::fs::write(
         &config,
         format!(
-            "state_dir = {:?}\n[source]\nurl = \"ldap://127.0.0.1:1\"\nstarttls = false\nallow_plain_ldap = true\nbind = \"svc\"\npassword = \"pw\"\nmax_reconnects = 0\nreconnect_backoff_ms = 1\nconnect_timeout_secs = 2\n[sink.jsonl]\npath = {:?}\n",
+            "state_dir = {:?}\n[source]\nurl = \"ldap://127.0.0.1:1\"\nstarttls = false\nallow_plain_ldap = true\nbind = \"svc\"\npassword = \"pw\"\nmax_reconnect_secs = 0\nreconnect_backoff_ms = 1\nconnect_timeout_secs = 2\n[sink.jsonl]\npath = {:?}\n",
             dir.path().join("state"),
             dir.path().join("outbox.jsonl")
         ),
@@ -168,6 +168,12 @@ fn piped_logs_carry_no_colour_and_json_covers_every_line() {
         !stderr.contains('\u{1b}'),
         "ANSI codes in piped logs: {stderr:?}"
     );
+    // The final error says its cause once (it used to repeat it as a "caused by").
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert_eq!(error.matches("was refused").count(), 1, "{stderr}");
 
     let output = failing_sync(&[], &["--log-format", "json"]);
     assert_eq!(output.status.code(), Some(5), "{}", text(&output));

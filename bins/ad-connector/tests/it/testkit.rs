@@ -131,9 +131,10 @@ fn status_works_while_run_is_active_and_shows_the_running_cycle() {
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut saw_running = false;
     let mut finished_ok = 0;
+    let mut saw_scheduled = false;
     // Poll `status` as a monitoring job would, as fast as it can: every call must succeed,
     // and the daemon must keep running, until a running cycle and two finished ones were seen.
-    while !(saw_running && finished_ok >= 2) {
+    while !(saw_running && saw_scheduled && finished_ok >= 2) {
         assert!(
             child.try_wait().unwrap().is_none(),
             "run exited while status was polled"
@@ -141,6 +142,20 @@ fn status_works_while_run_is_active_and_shows_the_running_cycle() {
         let status = run(&config, &["status", "--json"]);
         assert!(status.status.success(), "{}", text(&status));
         let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        // The lock is held all along: status says a process runs, and who.
+        if value["state"].is_string() {
+            assert_eq!(value["daemon"]["running"], true, "{value:#}");
+            assert!(
+                value["daemon"]["holder"]
+                    .as_str()
+                    .is_some_and(|h| h == format!("pid {}", child.id())),
+                "{value:#}"
+            );
+        }
+        if value["state"] == "Scheduled" {
+            saw_scheduled = true;
+            assert!(value["daemon"]["next_run"].is_string(), "{value:#}");
+        }
         if let Some(cycles) = value["cycles"].as_array() {
             if cycles.iter().any(|c| c["outcome"] == "running") {
                 assert_eq!(value["state"], "Processing", "{value:#}");
@@ -150,7 +165,7 @@ fn status_works_while_run_is_active_and_shows_the_running_cycle() {
         }
         assert!(
             Instant::now() < deadline,
-            "no running cycle and two finished ones seen: {value:#}"
+            "no running cycle, no wait for the next one and two finished ones seen: {value:#}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -174,6 +189,116 @@ fn status_works_while_run_is_active_and_shows_the_running_cycle() {
     assert!(status.status.success(), "{}", text(&status));
     let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(value["cycles"].as_array().unwrap().len() >= 2, "{value:#}");
+    // … and says the daemon was stopped, not that it is waiting or ended uncleanly.
+    assert_eq!(value["state"], "Stopped", "{value:#}");
+    assert_eq!(value["daemon"]["running"], false, "{value:#}");
+    assert_eq!(value["daemon"]["ended_uncleanly"], false, "{value:#}");
+    assert!(value["daemon"]["next_run"].is_null(), "{value:#}");
+    assert!(value["last_success"].is_string(), "{value:#}");
+    let cycles = value["cycles"].as_array().unwrap();
+    assert!(
+        cycles
+            .iter()
+            .all(|c| c["outcome"] == "ok" || c["outcome"] == "interrupted"),
+        "{value:#}"
+    );
+    let human = run(&config, &["status"]);
+    assert!(
+        text(&human).contains("not running (the daemon was stopped)"),
+        "{}",
+        text(&human)
+    );
+}
+
+/// A cycle that cannot even reach the directory is journaled with its error sentence, and
+/// `status` shows it as the newest cycle (it used to leave no trace at all).
+#[test]
+fn a_cycle_that_cannot_reach_the_directory_is_recorded_as_failed() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let good = config(dir.path(), &server, "");
+    let first = run(&good, &["sync"]);
+    assert!(first.status.success(), "{}", text(&first));
+    // A port nobody listens on: bound, then released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .replace(&server.url(), &format!("ldap://{closed}"))
+            .replace("[source]", "[source]\nmax_reconnect_secs = 0"),
+    )
+    .unwrap();
+    let failed = run(&bad, &["sync"]);
+    assert_eq!(failed.status.code(), Some(5), "{}", text(&failed));
+    let status = run(&bad, &["status", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let newest = &value["cycles"][0];
+    assert_eq!(newest["outcome"], "failed", "{value:#}");
+    assert_eq!(newest["mode"], "delta", "{value:#}");
+    assert!(newest["finished_at"].is_string(), "{value:#}");
+    let summary = newest["summary"].as_str().unwrap_or_default();
+    assert!(summary.contains(&closed.to_string()), "{value:#}");
+    assert_eq!(value["cycles"][1]["outcome"], "ok", "{value:#}");
+    // The data already delivered is still there: state stays Processed, last success set.
+    assert_eq!(value["state"], "Processed", "{value:#}");
+    assert!(value["last_success"].is_string(), "{value:#}");
+    let human = run(&bad, &["status"]);
+    assert!(text(&human).contains("failed"), "{}", text(&human));
+}
+
+/// Whatever the umask, what holds the directory's data is readable by this user only: the
+/// state database and its WAL/SHM, the lock, the outbox (0600), and the state directory when
+/// the connector creates it (0700). A directory that already exists keeps its mode.
+#[cfg(unix)]
+#[test]
+fn state_and_outbox_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server, "");
+    let under_umask_0 = |args: &[&str]| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask 000; exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_ad-connector"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let output = under_umask_0(&["sync"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let state = dir.path().join("state");
+    assert_eq!(mode(&state), 0o700);
+    for file in ["state.db", "lock"] {
+        assert_eq!(mode(&state.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(mode(&dir.path().join("outbox.jsonl")), 0o600);
+    // The WAL and SHM exist while a process has the database open: look during a run.
+    let held = ad_sync::Store::open(&state).unwrap();
+    for file in ["state.db-wal", "state.db-shm"] {
+        let path = state.join(file);
+        assert!(path.exists(), "{file} exists while the database is open");
+        assert_eq!(mode(&path), 0o600, "{file}");
+    }
+    drop(held);
+
+    // An existing state directory keeps the mode its owner chose.
+    let shared = dir.path().join("shared-state");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let store = ad_sync::Store::open(&shared).unwrap();
+    drop(store);
+    assert_eq!(mode(&shared), 0o750);
+    assert_eq!(mode(&shared.join("state.db")), 0o600);
 }
 
 /// Sekoia has no group assets: when only a group's membership changes (AD does not touch the

@@ -168,7 +168,7 @@ async fn testkit_endless_drops_give_up_with_a_sentence() {
     };
     let server = TestServer::start(directory, options).unwrap();
     let mut cfg = config(&server);
-    cfg.max_reconnects = 2;
+    cfg.max_reconnects = Some(2);
     let run = Source::new(cfg).unwrap().full_snapshot().await.unwrap();
     let (_, end) = drain(run).await;
     let err = end.unwrap_err();
@@ -177,6 +177,65 @@ async fn testkit_endless_drops_give_up_with_a_sentence() {
         "{err}"
     );
     assert!(err.to_string().contains("gave up"), "{err}");
+}
+
+/// A DC reboot mid-read: the connection drops and the DC refuses service for 3 s. With the
+/// default-style time budget the read rides it out and completes; with a budget shorter
+/// than the outage it gives up with a sentence that says how long it tried and what to raise.
+/// (Five attempts with doubling delays used to span ~6 s in all, shorter than a reboot.)
+#[tokio::test]
+async fn testkit_a_dc_reboot_is_ridden_out_within_the_reconnect_time_budget() {
+    let (directory, _) = company(300);
+    let reboot = FaultOptions {
+        drop_after: Some(DropAfter {
+            entries: 80,
+            first_connections: 1,
+        }),
+        down_after_drop: std::time::Duration::from_secs(3),
+        ..FaultOptions::default()
+    };
+    let server = TestServer::start(
+        directory.clone(),
+        ServerOptions {
+            faults: reboot.clone(),
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let mut cfg = config(&server);
+    cfg.max_reconnect_secs = 60;
+    cfg.reconnect_backoff_ms = 100;
+    let (c, summary) = full(&Source::new(cfg.clone()).unwrap()).await;
+    assert_eq!(c.users.len(), truth(&directory, &cfg.user_filter).len());
+    let stats = server.stats();
+    assert!(
+        stats.closed_while_down >= 2,
+        "the client kept knocking while the DC was down: {stats:?}"
+    );
+    assert!(summary.counters.reconnects > stats.closed_while_down);
+
+    // A budget shorter than the outage: a sentence, not a hang.
+    let server = TestServer::start(
+        directory,
+        ServerOptions {
+            faults: reboot,
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let mut cfg = config(&server);
+    cfg.max_reconnect_secs = 1;
+    cfg.reconnect_backoff_ms = 100;
+    let run = Source::new(cfg).unwrap().full_snapshot().await.unwrap();
+    let (_, end) = drain(run).await;
+    let err = end.unwrap_err();
+    assert!(
+        matches!(err, SourceError::ReconnectsExhausted { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("in 1 s") || text.contains("in 0 s"), "{text}");
+    assert!(text.contains("raise max_reconnect_secs"), "{text}");
 }
 
 #[tokio::test]

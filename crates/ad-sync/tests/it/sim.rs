@@ -113,7 +113,7 @@ fn source_for(server: &TestServer, directory: &Directory) -> Source {
     config.starttls = false;
     config.allow_plain_ldap = true;
     config.page_size = 7;
-    config.max_reconnects = 3;
+    config.max_reconnects = Some(3);
     config.reconnect_backoff_ms = 1;
     let directory = directory.clone();
     Source::new(config)

@@ -138,12 +138,23 @@ fn open(path: &Path, state: &mut State) -> Result<(), SinkError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io("create the directory of", path))?;
     }
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)
-        .map_err(io("open", path))?;
+    // The outbox carries every user's name, mail, groups and status: a new file is readable
+    // by this user only (0600 whatever the umask). An existing file keeps the mode its owner
+    // gave it (a log shipper in the group, say).
+    let new = !path.exists();
+    let mut options = OpenOptions::new();
+    options.create(true).append(true).read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io("open", path))?;
+    #[cfg(unix)]
+    if new {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io("restrict the permissions of", path))?;
+    }
+    #[cfg(not(unix))]
+    let _ = new;
     let size = file.metadata().map_err(io("read the size of", path))?.len();
     let mut needs_newline = false;
     if size > 0 {
