@@ -39,6 +39,37 @@ pub struct Config {
     /// Batching and concurrency (`[pipeline]`).
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// Metrics and health endpoints of `run` (`[telemetry]`).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Address where `run` serves Prometheus metrics (`GET /metrics`) and a health check
+    /// (`GET /healthz`), e.g. `"127.0.0.1:9464"`. Default: none (no listener). Port 0 picks a
+    /// free port, logged at start. The endpoints carry counts and times, no names or secrets.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// `/healthz` answers 503 once the last successful cycle is older than this many schedule
+    /// periods (the longest gap between two scheduled runs). Default 3.
+    #[serde(default = "default_unhealthy_after_periods")]
+    pub unhealthy_after_periods: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            listen: None,
+            unhealthy_after_periods: default_unhealthy_after_periods(),
+        }
+    }
+}
+
+fn default_unhealthy_after_periods() -> f64 {
+    3.0
 }
 
 /// Which sink, and its settings.
@@ -263,6 +294,14 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "pipeline.batch_size = 0; use at least 1 (default: the sink's, 1000)".into(),
             ));
+        }
+        if !(self.telemetry.unhealthy_after_periods >= 1.0
+            && self.telemetry.unhealthy_after_periods.is_finite())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "telemetry.unhealthy_after_periods = {} is out of range; use 1 or more (default 3): below one period every wait between two cycles would look unhealthy",
+                self.telemetry.unhealthy_after_periods
+            )));
         }
         if self.schedule.full_sync_interval_hours == 0 {
             return Err(ConfigError::Invalid(

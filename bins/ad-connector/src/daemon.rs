@@ -4,12 +4,39 @@
 //! the batch in flight is dropped, and the checkpoint does not move, so the next start
 //! re-reads from the last checkpoint and re-sends at most what was not acknowledged.
 
-use ad_sync::{CycleError, CycleRequest};
+use std::sync::Arc;
+
+use ad_model::ObjectKind;
+use ad_sync::{CycleError, CycleRequest, Delivered, NoObserver, Observer};
+use asset_sink::Ack;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::progress::Progress;
+use crate::telemetry::{self, HealthRule, Telemetry};
+
+/// Two observers as one: the progress display and the metrics.
+struct Both<'a>(&'a dyn Observer, &'a dyn Observer);
+
+impl Observer for Both<'_> {
+    fn object_read(&self, kind: ObjectKind) {
+        self.0.object_read(kind);
+        self.1.object_read(kind);
+    }
+    fn batch_recorded(&self, ack: &Ack) {
+        self.0.batch_recorded(ack);
+        self.1.batch_recorded(ack);
+    }
+    fn batch_delivered(&self, delivered: &Delivered) {
+        self.0.batch_delivered(delivered);
+        self.1.batch_delivered(delivered);
+    }
+    fn warning(&self, message: &str) {
+        self.0.warning(message);
+        self.1.warning(message);
+    }
+}
 
 /// A token cancelled on the first SIGINT or SIGTERM.
 pub fn shutdown_token() -> CancellationToken {
@@ -51,6 +78,25 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     let schedule = config.schedule.parsed()?;
     let mut engine = crate::engine(config)?;
     let shutdown = shutdown_token();
+    let telemetry = match config.telemetry.listen {
+        Some(addr) => {
+            let listener = telemetry::bind(addr).await?;
+            let rule = HealthRule::for_schedule(
+                &schedule,
+                config.telemetry.unhealthy_after_periods,
+                Utc::now(),
+            );
+            let metrics = Arc::new(Telemetry::new(Arc::clone(engine.sink()), rule));
+            metrics.cycle_ended(engine.store())?;
+            tokio::spawn(telemetry::serve(
+                listener,
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ));
+            Some(metrics)
+        }
+        None => None,
+    };
     tracing::info!(
         cron = schedule.expression(),
         sink = engine.sink().name(),
@@ -76,10 +122,26 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         }
         first = false;
         let progress = Progress::new(false);
-        match engine
-            .run_cycle(CycleRequest::default(), &progress, &shutdown)
-            .await
+        let metrics: &dyn Observer = match &telemetry {
+            Some(metrics) => {
+                metrics.cycle_started();
+                metrics.as_ref()
+            }
+            None => &NoObserver,
+        };
+        let outcome = engine
+            .run_cycle(
+                CycleRequest::default(),
+                &Both(&progress, metrics),
+                &shutdown,
+            )
+            .await;
+        if let Some(metrics) = &telemetry
+            && let Err(error) = metrics.cycle_ended(engine.store())
         {
+            tracing::warn!("telemetry: the cycle's outcome could not be read back: {error}");
+        }
+        match outcome {
             Ok(report) if report.needs_attention() => tracing::warn!(
                 mode = report.mode,
                 withheld_deletes = report.withheld_deletes,

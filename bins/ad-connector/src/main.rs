@@ -16,6 +16,7 @@ mod logging;
 mod preview;
 mod progress;
 mod schedule;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

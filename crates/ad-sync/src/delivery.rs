@@ -19,9 +19,10 @@ use std::sync::Arc;
 use asset_sink::{Ack, Batch, Change, Sink, SinkError, SyncInfo};
 use tokio::task::JoinHandle;
 
+use crate::observer::Delivered;
 use crate::report::CycleError;
 use crate::store::{SentObject, Store};
-use ad_model::Guid;
+use ad_model::{Guid, ObjectKind};
 use chrono::Utc;
 
 /// What to record once a change is acknowledged.
@@ -57,6 +58,8 @@ pub(crate) struct Settled {
     pub(crate) refused: Vec<Refused>,
     /// The platform's acknowledgements (one per request that succeeded).
     pub(crate) acks: Vec<Ack>,
+    /// What it delivered, for observers.
+    pub(crate) delivered: Delivered,
 }
 
 /// Aborts the task when dropped: an abandoned cycle leaves no request behind.
@@ -197,6 +200,7 @@ async fn send_isolating(
     id: u64,
     pending: Vec<Pending>,
 ) -> Result<Settled, SinkError> {
+    let started = std::time::Instant::now();
     let mut settled = Settled::default();
     // Work list of sub-batches, in order.
     let mut work: VecDeque<Vec<Pending>> = VecDeque::from([pending]);
@@ -209,10 +213,21 @@ async fn send_isolating(
         match sink.send(&batch).await {
             Ok(ack) => {
                 settled.acks.push(ack);
+                for p in &part {
+                    let d = &mut settled.delivered;
+                    let counter = match (&p.change, p.change.kind()) {
+                        (Change::Delete(_), ObjectKind::User) => &mut d.users_deleted,
+                        (Change::Delete(_), ObjectKind::Group) => &mut d.groups_deleted,
+                        (_, ObjectKind::User) => &mut d.users_upserted,
+                        (_, ObjectKind::Group) => &mut d.groups_upserted,
+                    };
+                    *counter += 1;
+                }
                 settled.accepted.extend(part.into_iter().map(|p| p.record));
             }
             Err(error @ SinkError::Rejected { .. }) if !endpoint_refused(&error) => {
                 if part.len() == 1 {
+                    settled.delivered.refused += 1;
                     let reason = error.to_string();
                     settled.refused.extend(part.into_iter().map(|p| Refused {
                         change: p.change,
@@ -229,5 +244,6 @@ async fn send_isolating(
             Err(error) => return Err(error),
         }
     }
+    settled.delivered.duration = started.elapsed();
     Ok(settled)
 }

@@ -1066,6 +1066,7 @@ impl<'e> Cycle<'e> {
             for ack in &batch.acks {
                 self.observer.batch_recorded(ack);
             }
+            self.observer.batch_delivered(&batch.delivered);
             let refused_upserts: Vec<Guid> = batch
                 .refused
                 .iter()

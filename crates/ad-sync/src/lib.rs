@@ -61,7 +61,7 @@ mod store;
 
 pub use engine::{CycleRequest, Engine, EngineOptions};
 pub use guard::DeleteGuard;
-pub use observer::{NoObserver, Observer};
+pub use observer::{Delivered, NoObserver, Observer};
 pub use report::{CycleError, CycleReport};
 pub use store::{
     ConnectorState, CycleOutcome, CycleRecord, Leftovers, ObjectRow, QuarantineRow, SentObject,

@@ -72,4 +72,10 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
 
     /// Deliver a batch. See the trait docs for the acknowledgement contract.
     async fn send(&self, batch: &Batch) -> Result<Ack, SinkError>;
+
+    /// Requests sent again after a transient failure (timeout, 429, 5xx, connection
+    /// trouble) since this sink was built, for metrics. Sinks that never retry say 0.
+    fn retries(&self) -> u64 {
+        0
+    }
 }

@@ -446,3 +446,149 @@ async fn the_platform_refusing_exits_6() {
     assert_eq!(output.status.code(), Some(6), "{}", text(&output));
     assert!(text(&output).contains("401"), "{}", text(&output));
 }
+
+/// `GET path` over a fresh loopback connection: (status code, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample line (`name{labels} value`) in a Prometheus exposition.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// `[telemetry] listen`: while `run` runs, `/metrics` counts the cycles, entries and changes
+/// and carries the batch latency, last success and checkpoint; `/healthz` is 200 with the
+/// reason; other paths are 404. The listener is on 127.0.0.1 port 0 (the bound address is
+/// logged).
+#[cfg(unix)]
+#[test]
+fn metrics_and_health_are_served_while_run_runs() {
+    use std::io::BufRead;
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &server,
+        "\n[schedule]\ncron = \"*/2 * * * * *\"\n[telemetry]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let mut child = bin()
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no telemetry address logged: {log:#?}"));
+        log.push(line.clone());
+        if line.contains("telemetry listening")
+            && let Some(addr) = line.split("addr=").nth(1)
+        {
+            break addr.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+
+    // Scrape as Prometheus would until two cycles were counted.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let metrics = loop {
+        let (status, body) = http_get(&addr, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        let full = sample(&body, r#"adc_cycles_total{mode="full",outcome="ok"}"#).unwrap_or(0.0);
+        let delta = sample(&body, r#"adc_cycles_total{mode="delta",outcome="ok"}"#).unwrap_or(0.0);
+        if full >= 1.0 && delta >= 1.0 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no full and delta cycle counted: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let users = sample(&metrics, r#"adc_entries_read_total{kind="user"}"#).unwrap_or(0.0);
+    assert!(users >= 60.0, "{metrics}");
+    let sent = sample(
+        &metrics,
+        r#"adc_changes_sent_total{op="upsert",kind="user"}"#,
+    );
+    assert!(sent.is_some_and(|n| n >= 60.0), "{metrics}");
+    assert!(
+        sample(&metrics, "adc_batch_duration_seconds_count").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "adc_last_success_timestamp_seconds").is_some_and(|t| t > 1.7e9),
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "adc_checkpoint_usn").is_some_and(|usn| usn > 0.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "adc_withheld_deletes"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "adc_sink_retries_total"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# HELP adc_cycles "), "{metrics}");
+
+    let (status, body) = http_get(&addr, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(health["healthy"], true, "{health}");
+    assert!(health["last_success"].is_string(), "{health}");
+    // Every 2 s, 3 periods: 6 s.
+    assert_eq!(health["max_age_secs"], 6, "{health}");
+    assert_eq!(http_get(&addr, "/other").0, 404);
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    // The listener went away with the daemon.
+    assert!(std::net::TcpStream::connect(&addr).is_err());
+}

@@ -96,6 +96,8 @@ pub(crate) struct HttpClient {
     pub(crate) policy: RetryPolicy,
     pub(crate) semaphore: Arc<Semaphore>,
     pub(crate) secrets: Arc<Vec<SecretString>>,
+    /// Retries made by this client and its clones (for [`Sink::retries`](crate::Sink::retries)).
+    pub(crate) retries: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn duration(sink: &'static str, key: &'static str, secs: f64) -> Result<Duration, SinkError> {
@@ -178,7 +180,13 @@ impl HttpClient {
             policy,
             semaphore: Arc::new(Semaphore::new(config.max_concurrency)),
             secrets: Arc::new(secrets),
+            retries: Arc::default(),
         })
+    }
+
+    /// Retries made so far by this client and its clones.
+    pub(crate) fn retries(&self) -> u64 {
+        self.retries.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Replace every occurrence of a secret in `text` by `[redacted]`.

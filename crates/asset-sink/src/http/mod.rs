@@ -267,6 +267,8 @@ impl HttpClient {
                     );
                     tokio::time::sleep(delay).await;
                     retries += 1;
+                    self.retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 None => {
                     let last = match verdict {

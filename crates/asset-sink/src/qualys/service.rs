@@ -227,6 +227,10 @@ impl QualysSink {
 
 #[async_trait]
 impl Sink for QualysSink {
+    fn retries(&self) -> u64 {
+        self.http.retries()
+    }
+
     fn name(&self) -> &'static str {
         SINK
     }

@@ -199,6 +199,10 @@ fn task_id(body: &[u8]) -> Option<String> {
 
 #[async_trait]
 impl Sink for SekoiaSink {
+    fn retries(&self) -> u64 {
+        self.http.retries()
+    }
+
     fn name(&self) -> &'static str {
         SINK
     }
