@@ -265,8 +265,11 @@ where
         let Some(rest) = name.strip_prefix("ADC_") else {
             continue;
         };
-        // Variables of the binary itself, not configuration keys.
-        if matches!(rest, "CONFIG" | "ENV_FILE" | "LOG" | "LOG_FORMAT") {
+        // Variables of the binary itself (and of its build), not configuration keys.
+        if matches!(
+            rest,
+            "CONFIG" | "ENV_FILE" | "LOG" | "LOG_FORMAT" | "GIT_COMMIT"
+        ) {
             continue;
         }
         let lowered = rest.to_ascii_lowercase();

@@ -27,6 +27,9 @@ use ad_sync::{CycleError, CycleReport, CycleRequest, DeleteGuard, Engine, Engine
 
 use crate::config::{Config, ConfigError, SinkKind};
 
+/// `--version`: the package version and the git commit it was built from (build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ADC_GIT_COMMIT"), ")");
+
 /// Exit codes (also in `--help`).
 const EXIT_FAILURE: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
@@ -51,7 +54,7 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// changes (unreachable, credentials refused, retries exhausted, every record refused);
 /// 130 stopped by a signal. After 1, 5 and 6 nothing is lost: the next cycle sends it again.
 #[derive(Debug, Parser)]
-#[command(name = "ad-connector", version, about, long_about)]
+#[command(name = "ad-connector", version = VERSION, about, long_about)]
 struct Cli {
     /// Configuration file (TOML). Default ./ad-connector.toml if present; every key can also
     /// be set with ADC_SECTION__KEY environment variables (e.g. ADC_SOURCE__URL).
@@ -129,6 +132,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write shell completions to stdout (the Debian package installs them).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write the man page (roff) to stdout (the Debian package installs it).
+    #[command(hide = true)]
+    Man,
     /// Try it without a directory or account: an in-process directory of a synthetic
     /// company, a full sync, a few changes, a delta sync, all into a local JSONL outbox.
     #[cfg(feature = "demo")]
@@ -144,6 +157,14 @@ enum Command {
         #[arg(long, value_name = "USERS")]
         scale: Option<u64>,
     },
+}
+
+/// Shells `completions` writes for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]
@@ -314,6 +335,22 @@ fn config_show(cli: &Cli) -> anyhow::Result<ExitCode> {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut command, "ad-connector", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         #[cfg(feature = "demo")]
         Command::Demo { dir, users, scale } => {
             demo::run(dir.clone(), *users, *scale).await?;
