@@ -1,176 +1,58 @@
-//! TLS: CA files in PEM or DER, the rustls client configuration (ring provider only), and
-//! handshake failures in words.
+//! TLS to the DC: the rustls configuration from [`SourceConfig`] (CA loading, the system
+//! roots and the insecure verifier live in the shared `tls-trust` crate, so `ca_file` means
+//! the same here as for the platforms: it replaces the system roots), and handshake failures
+//! in words.
 //!
-//! One crypto provider for the whole workspace: the configuration is always built with
-//! [`rustls::crypto::ring::default_provider`] and handed to ldap3 explicitly, so ldap3 never
-//! builds its own and the process-wide default provider is never consulted.
+//! One crypto provider for the whole workspace: the configuration is always built with the
+//! `ring` provider and handed to ldap3 explicitly, so ldap3 never builds its own and the
+//! process-wide default provider is never consulted.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::ClientConfig;
+use rustls::pki_types::CertificateDer;
+use tls_trust::{Trust, TrustError};
 
 use crate::config::SourceConfig;
 use crate::error::SourceError;
 
+fn source_error(error: TrustError) -> SourceError {
+    match error {
+        TrustError::CaFile { path, reason } => SourceError::CaFile { path, reason },
+        TrustError::Internal(detail) => SourceError::Internal(detail),
+    }
+}
+
 /// Read CA certificates from a file: PEM (one or more `BEGIN CERTIFICATE` blocks) or a
 /// single DER certificate (the `.cer` Windows exports and the Qualys form asks for).
 pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, SourceError> {
-    let err = |reason: String| SourceError::CaFile {
-        path: path.to_owned(),
-        reason,
-    };
-    let bytes = std::fs::read(path).map_err(|e| {
-        err(format!(
-            "cannot be read ({e}); check the path and that the connector may read it"
-        ))
-    })?;
-    parse_ca_bytes(&bytes).map_err(err)
+    tls_trust::load_ca_file(path).map_err(source_error)
 }
 
-/// Parse PEM or DER certificate bytes (see [`load_ca_file`]).
-pub fn parse_ca_bytes(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let is_pem = bytes.windows(10).any(|w| w == b"-----BEGIN");
-    let certs: Vec<CertificateDer<'static>> = if is_pem {
-        let mut reader = bytes;
-        rustls_pemfile::certs(&mut reader)
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("is PEM but could not be read ({e})"))?
-    } else {
-        vec![CertificateDer::from(bytes.to_vec())]
-    };
-    if certs.is_empty() {
-        return Err(
-            "contains no CERTIFICATE block; export the CA certificate (not a key or a request) as PEM or DER"
-                .to_owned(),
-        );
-    }
-    let mut store = RootCertStore::empty();
-    for cert in &certs {
-        store.add(cert.clone()).map_err(|e| {
-            format!(
-                "holds something that is not an X.509 CA certificate ({e}); export the CA certificate as Base-64 (PEM) or DER .cer"
-            )
-        })?;
-    }
-    Ok(certs)
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The rustls configuration for a source: the configured CA file, else the system roots;
-/// or no verification at all when `insecure_skip_tls_verify` is set (with a warning).
+/// The rustls configuration for a source: the configured CA file (replacing the system
+/// roots), else the system roots; or no verification at all when `insecure_skip_tls_verify`
+/// is set (with a warning).
 pub fn client_config(config: &SourceConfig) -> Result<Arc<ClientConfig>, SourceError> {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SourceError::Internal(format!("rustls protocol versions: {e}")))?;
     if config.insecure_skip_tls_verify {
         tracing::warn!(
             url = %config.url,
             "insecure_skip_tls_verify is set: the DC's certificate is NOT checked, so the bind password can be intercepted; configure ca_file instead"
         );
-        return Ok(Arc::new(insecure_config()));
     }
-    let mut roots = RootCertStore::empty();
-    match &config.ca_file {
-        Some(path) => {
-            for cert in load_ca_file(path)? {
-                roots.add(cert).map_err(|e| SourceError::CaFile {
-                    path: path.clone(),
-                    reason: format!("is not a usable CA certificate ({e})"),
-                })?;
-            }
-        }
-        None => roots = system_roots().clone(),
-    }
-    Ok(Arc::new(
-        builder.with_root_certificates(roots).with_no_client_auth(),
-    ))
+    let trust = Trust {
+        ca_file: config.ca_file.clone(),
+        insecure_skip_verify: config.insecure_skip_tls_verify,
+    };
+    tls_trust::client_config(&trust)
+        .map(Arc::new)
+        .map_err(source_error)
 }
 
-/// The system's trusted roots, read once per process: parsing the system store costs
-/// milliseconds, and a sync opens several connections (reconnects, re-reads). A root added
-/// to the system store is seen after a restart.
-fn system_roots() -> &'static RootCertStore {
-    static ROOTS: std::sync::OnceLock<RootCertStore> = std::sync::OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let mut roots = RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            // Unusable system certificates are skipped, as every TLS client does.
-            let _ = roots.add(cert);
-        }
-        roots
-    })
-}
-
-/// A configuration that accepts any certificate (for `insecure_skip_tls_verify` and for the
-/// probe's look at a certificate that failed verification).
+/// A configuration that accepts any certificate, for the probe's look at a certificate that
+/// failed verification.
 pub(crate) fn insecure_config() -> ClientConfig {
-    let provider = provider();
-    let verifier = Arc::new(AcceptAnyCertificate(provider.clone()));
-    match ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
-        Ok(builder) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth(),
-        // The ring provider supports the default versions; keep a usable value regardless.
-        Err(_) => ClientConfig::builder()
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth(),
-    }
-}
-
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    tls_trust::insecure_config()
 }
 
 /// A TLS failure in words, with what to do.
@@ -259,27 +141,6 @@ mod tests {
 
         let expired = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
         assert!(explain_tls_error(&expired, "dc1", &config).contains("expired"));
-    }
-
-    // A tiny self-signed CA (EC P-256), PEM and the same certificate in DER.
-    const PEM: &str = "-----BEGIN CERTIFICATE-----
-MIIBfjCCASOgAwIBAgIUBYJ8Hy6g0bqnCG7o7tOFY0dvKM0wCgYIKoZIzj0EAwIw
-FDESMBAGA1UEAwwJVGVzdCBDQSAxMB4XDTI0MDEwMTAwMDAwMFoXDTM0MDEwMTAw
-MDAwMFowFDESMBAGA1UEAwwJVGVzdCBDQSAxMFkwEwYHKoZIzj0CAQYIKoZIzj0D
-AQcDQgAEuQ0k0bnZ3x8oJ2s3uS1V1JtYRrvNtmwdzRVk1Kq0G6m2Ue8oqD4+Zg7v
-Yl7e7t6cYyPp2XrPpQ0oK0c2a3c1o6NTMFEwHQYDVR0OBBYEFK3n6c3y3b9y2kqZ
------END CERTIFICATE-----
-";
-
-    #[test]
-    fn garbage_is_refused_with_a_sentence() {
-        let err = parse_ca_bytes(b"hello").unwrap_err();
-        assert!(err.contains("not an X.509"), "{err}");
-        let err = parse_ca_bytes(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-            .unwrap_err();
-        assert!(err.contains("no CERTIFICATE"), "{err}");
-        // A truncated PEM certificate is PEM but not a certificate.
-        assert!(parse_ca_bytes(PEM.as_bytes()).is_err());
     }
 
     #[test]

@@ -1,17 +1,11 @@
 //! One HTTP client builder for every HTTP sink: timeouts, proxy, User-Agent, TLS (rustls with
-//! the `ring` provider, the system's trust store plus an optional CA file), and a concurrency
-//! limit.
+//! the `ring` provider; the system's trust store or exactly the CAs of `ca_file`, set up by
+//! the shared `tls-trust` crate), and a concurrency limit.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::RootCertStore;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -36,8 +30,10 @@ pub struct HttpConfig {
     pub initial_backoff_ms: u64,
     /// Upper bound of any backoff, in seconds. Default 60.
     pub max_backoff_secs: f64,
-    /// A PEM file of extra CA certificates to trust, in addition to the system's trust store
-    /// (a TLS-inspecting proxy's CA, a private Qualys/Sekoia deployment's CA).
+    /// A CA file (PEM, one or more certificates, or a DER `.cer`) whose certificates
+    /// **replace** the system's trusted roots, as for the directory's `ca_file`: a
+    /// TLS-inspecting proxy's CA, or a private platform's CA (to trust the system roots as
+    /// well, put them in the same file). Default: the system's trusted roots.
     pub ca_file: Option<PathBuf>,
     /// Accept any server certificate. For lab use only: anyone on the path can read the
     /// credentials. Logs a warning every time a client is built.
@@ -279,142 +275,31 @@ fn build_proxy(sink: &'static str, config: &ProxyConfig) -> Result<reqwest::Prox
     Ok(proxy)
 }
 
-fn native_roots() -> &'static [CertificateDer<'static>] {
-    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let loaded = rustls_native_certs::load_native_certs();
-        for error in &loaded.errors {
-            tracing::debug!(%error, "skipped part of the system trust store");
-        }
-        loaded.certs
-    })
-}
-
-fn read_ca_file(
-    sink: &'static str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, SinkError> {
-    let tls = |detail: String| SinkError::Tls { sink, detail };
-    let iter = CertificateDer::pem_file_iter(path).map_err(|e| {
-        tls(format!(
-            "could not read CA file {}: {e}; set http.ca_file to a readable PEM file",
-            path.display()
-        ))
-    })?;
-    let certs: Vec<_> = iter
-        .collect::<Result<_, _>>()
-        .map_err(|e| tls(format!("CA file {} is not valid PEM: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(tls(format!(
-            "CA file {} holds no CERTIFICATE block; expected PEM (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
-
-/// The rustls configuration: `ring` provider, system roots plus `ca_file`, ALPN h2 and
-/// http/1.1.
+/// The rustls configuration: `ring` provider, the system roots or exactly the CAs of
+/// `ca_file` (PEM or DER; the same meaning as the directory's `ca_file`, see `tls-trust`),
+/// ALPN h2 and http/1.1.
 fn tls_config(sink: &'static str, config: &HttpConfig) -> Result<rustls::ClientConfig, SinkError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SinkError::Tls {
-            sink,
-            detail: e.to_string(),
-        })?;
-    let mut tls = if config.insecure_skip_tls_verify {
+    if config.insecure_skip_tls_verify {
         tracing::warn!(
             sink,
             "TLS CERTIFICATE VERIFICATION IS OFF (insecure_skip_tls_verify = true): anyone on \
              the network path can impersonate the platform and read the credentials; use \
              http.ca_file instead"
         );
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth()
-    } else {
-        let mut roots = RootCertStore::empty();
-        let (added, _ignored) = roots.add_parsable_certificates(native_roots().iter().cloned());
-        if let Some(path) = &config.ca_file {
-            for cert in read_ca_file(sink, path)? {
-                roots.add(cert).map_err(|e| SinkError::Tls {
-                    sink,
-                    detail: format!(
-                        "a certificate in {} is not usable as a CA: {e}",
-                        path.display()
-                    ),
-                })?;
-            }
-        }
-        if roots.is_empty() {
-            tracing::warn!(
-                sink,
-                "no trusted CA certificate: the system trust store is empty and http.ca_file \
-                 is not set, so HTTPS requests will fail; install ca-certificates or set \
-                 http.ca_file"
-            );
-        }
-        tracing::debug!(
-            sink,
-            system_roots = added,
-            total_roots = roots.len(),
-            "TLS trust store loaded"
-        );
-        builder.with_root_certificates(roots).with_no_client_auth()
+    }
+    let trust = tls_trust::Trust {
+        ca_file: config.ca_file.clone(),
+        insecure_skip_verify: config.insecure_skip_tls_verify,
     };
+    let mut tls = tls_trust::client_config(&trust).map_err(|e| SinkError::Tls {
+        sink,
+        detail: match e {
+            tls_trust::TrustError::CaFile { .. } => format!("http.ca_file: {e}"),
+            tls_trust::TrustError::Internal(_) => e.to_string(),
+        },
+    })?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tls)
-}
-
-/// `insecure_skip_tls_verify`: accepts any certificate, still checks handshake signatures.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// A reqwest error as text, without its URL, with its causes.
@@ -469,6 +354,39 @@ mod tests {
         assert!(err.to_string().contains("http.timeout_secs"), "{err}");
     }
 
+    /// `http.ca_file` takes DER as well as PEM (the same loader as the directory's), and a
+    /// file that holds no certificate is refused with a sentence naming the key and file.
+    #[test]
+    fn ca_file_takes_der_and_pem_and_refuses_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = tls_trust::system_roots_der()
+            .into_iter()
+            .next()
+            .expect("a system root certificate (install ca-certificates)");
+        let der = dir.path().join("ca.cer");
+        std::fs::write(&der, &cert).unwrap();
+        let with = |path: &std::path::Path| HttpConfig {
+            ca_file: Some(path.to_owned()),
+            ..HttpConfig::default()
+        };
+        assert!(HttpClient::new("test", &with(&der), "ua", vec![]).is_ok());
+        let garbage = dir.path().join("ca.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = HttpClient::new("test", &with(&garbage), "ua", vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("http.ca_file")
+                && err.contains("ca.pem")
+                && err.contains("no CERTIFICATE"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn proxy_url_with_credentials_is_refused() {
         let config = HttpConfig {
@@ -502,8 +420,9 @@ mod tests {
             ca_file: Some(empty),
             ..HttpConfig::default()
         };
+        // Without a PEM header the bytes are taken as DER, and refused as such.
         let err = HttpClient::new("test", &config, "ua", vec![]).unwrap_err();
-        assert!(err.to_string().contains("no CERTIFICATE block"), "{err}");
+        assert!(err.to_string().contains("not an X.509"), "{err}");
     }
 
     #[test]
