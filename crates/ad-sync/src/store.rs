@@ -369,14 +369,9 @@ impl Store {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    let holder = std::fs::read_to_string(&lock_path)
-                        .ok()
-                        .map(|s| s.trim().to_owned())
-                        .filter(|s| !s.is_empty())
-                        .unwrap_or_else(|| "holder unknown".to_owned());
                     return Err(StoreError::Locked {
                         dir: dir.to_owned(),
-                        holder,
+                        holder: holder_of(&lock_path),
                     });
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(dir_err(e)),
@@ -660,36 +655,35 @@ impl Store {
 
     /// When the daemon's next cycle is due, if it is waiting for one.
     pub fn next_run(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let text: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'next_run'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(self.db())?;
-        text.map(|t| {
-            DateTime::parse_from_rfc3339(&t)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| self.corrupt("next run time", e))
-        })
-        .transpose()
+        self.optional_time(
+            "SELECT value FROM meta WHERE key = 'next_run'",
+            "next run time",
+        )
     }
 
     /// When the last cycle that succeeded finished.
     pub fn last_success(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.optional_time(
+            "SELECT finished_at FROM cycles WHERE outcome = 'ok' ORDER BY id DESC LIMIT 1",
+            "cycle end",
+        )
+    }
+
+    /// The RFC 3339 time a one-row `sql` selects, if it selects a row.
+    fn optional_time(
+        &self,
+        sql: &str,
+        what: &'static str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let text: Option<String> = self
             .conn
-            .query_row(
-                "SELECT finished_at FROM cycles WHERE outcome = 'ok' ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
+            .query_row(sql, [], |r| r.get(0))
             .optional()
             .map_err(self.db())?;
         text.map(|t| {
             DateTime::parse_from_rfc3339(&t)
                 .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| self.corrupt("cycle end", e))
+                .map_err(|e| self.corrupt(what, e))
         })
         .transpose()
     }
@@ -714,13 +708,7 @@ impl Store {
         };
         match file.try_lock_shared() {
             Ok(()) => Ok(None),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(Some(
-                std::fs::read_to_string(&lock_path)
-                    .ok()
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "holder unknown".to_owned()),
-            )),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(Some(holder_of(&lock_path))),
             Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Directory {
                 dir: dir.to_owned(),
                 source,
@@ -1448,6 +1436,15 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// What the lock file says about the process holding it (`pid N`).
+fn holder_of(lock_path: &Path) -> String {
+    std::fs::read_to_string(lock_path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "holder unknown".to_owned())
 }
 
 /// How often a start retries a lock held for an instant by `status` (20 ms apart).
