@@ -1,5 +1,6 @@
 //! How to reach and read the directory: the `[source]` table of the connector's TOML.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,10 +53,33 @@ impl SearchScope {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// The domain controller: `ldaps://host[:636]` (TLS from the first byte) or
-    /// `ldap://host[:389]` (upgraded with StartTLS unless `allow_plain_ldap`). Name one DC,
-    /// not the domain: change tracking is per DC.
-    pub url: String,
+    /// The domain controller(s), in order of preference: one URL or a list.
+    /// `ldaps://host[:636]` (TLS from the first byte) or `ldap://host[:389]` (upgraded with
+    /// StartTLS unless `allow_plain_ldap`). Each cycle reads from the first DC that answers
+    /// and keeps to it for the whole cycle; the connector keeps a checkpoint per DC, so a
+    /// failover to a DC read before is a delta from that DC's own checkpoint. A name that
+    /// resolves to several addresses (DNS round robin) is pinned to one address per cycle,
+    /// its certificate still checked against the name. Leave out when `domain` is set.
+    #[serde(default)]
+    pub url: DcUrls,
+    /// Find the DCs in DNS instead of listing them: the SRV records
+    /// `_ldap._tcp.dc._msdcs.<domain>` (or `_ldap._tcp.<site>._sites.dc._msdcs.<domain>`
+    /// with `site`), tried in the order of their priority and weight. Leave out when `url`
+    /// is set.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// With `domain`: the Active Directory site whose DCs to use (e.g. `Paris`). Default: any
+    /// DC of the domain.
+    #[serde(default)]
+    pub site: Option<String>,
+    /// With `domain`: how to talk to the discovered DCs, `ldaps` (port 636, the default) or
+    /// `ldap` (the port of the SRV record, StartTLS unless `allow_plain_ldap`).
+    #[serde(default)]
+    pub discovered_scheme: DiscoveredScheme,
+    /// With `domain`: the DNS server to ask (`address:port`), e.g. a DC's own DNS server.
+    /// Default: the system's resolver configuration (`/etc/resolv.conf`).
+    #[serde(default)]
+    pub dns_server: Option<SocketAddr>,
     /// The account to bind as: a UPN (`svc-sync@corp.example.com`), a down-level name
     /// (`CORP\svc-sync`) or a DN (`CN=svc-sync,OU=Service Accounts,DC=corp,…`).
     pub bind: String,
@@ -110,6 +134,90 @@ pub struct SourceConfig {
     /// each jittered down by up to half. Default 200 ms.
     #[serde(default = "default_reconnect_backoff_ms")]
     pub reconnect_backoff_ms: u64,
+    /// The address a cycle is pinned to (set by [`Source::pin`](crate::Source::pin) on its
+    /// copy of the configuration; never read from the file).
+    #[serde(skip)]
+    pub(crate) pinned_addr: Option<SocketAddr>,
+}
+
+/// `url`: one LDAP URL or several, in order of preference.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct DcUrls(pub Vec<String>);
+
+impl DcUrls {
+    /// The first (preferred) URL.
+    pub fn first(&self) -> Option<&str> {
+        self.0.first().map(String::as_str)
+    }
+
+    /// The URLs in order of preference.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// How many URLs.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// No URL at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for DcUrls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        match OneOrMany::deserialize(deserializer) {
+            Ok(OneOrMany::One(url)) => Ok(DcUrls(vec![url])),
+            Ok(OneOrMany::Many(urls)) => Ok(DcUrls(urls)),
+            Err(_) => Err(serde::de::Error::custom(
+                "url must be an LDAP URL (\"ldaps://dc1.corp.example.com\") or a list of them ([\"ldaps://dc1…\", \"ldaps://dc2…\"])",
+            )),
+        }
+    }
+}
+
+impl From<String> for DcUrls {
+    fn from(url: String) -> Self {
+        DcUrls(vec![url])
+    }
+}
+
+impl From<&str> for DcUrls {
+    fn from(url: &str) -> Self {
+        DcUrls(vec![url.to_owned()])
+    }
+}
+
+impl From<Vec<String>> for DcUrls {
+    fn from(urls: Vec<String>) -> Self {
+        DcUrls(urls)
+    }
+}
+
+impl std::fmt::Display for DcUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+/// How discovered DCs are reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscoveredScheme {
+    /// `ldaps://<dc>:636`.
+    #[default]
+    Ldaps,
+    /// `ldap://<dc>:<SRV port>`, with StartTLS unless `allow_plain_ldap`.
+    Ldap,
 }
 
 fn default_true() -> bool {
@@ -163,7 +271,11 @@ impl SourceConfig {
     /// A configuration with every default and the three required settings.
     pub fn new(url: impl Into<String>, bind: impl Into<String>, password: SecretString) -> Self {
         SourceConfig {
-            url: url.into(),
+            url: DcUrls::from(url.into()),
+            domain: None,
+            site: None,
+            discovered_scheme: DiscoveredScheme::Ldaps,
+            dns_server: None,
             bind: bind.into(),
             password,
             ca_file: None,
@@ -180,16 +292,67 @@ impl SourceConfig {
             max_reconnect_secs: default_max_reconnect_secs(),
             max_reconnects: None,
             reconnect_backoff_ms: default_reconnect_backoff_ms(),
+            pinned_addr: None,
         }
     }
 
-    /// Check the settings and work out host, port and transport.
-    pub fn endpoint(&self) -> Result<Endpoint, SourceError> {
+    /// Check every setting: each URL (or the discovery settings), the account, the filters.
+    pub fn validate(&self) -> Result<(), SourceError> {
         let config = |message: String| SourceError::Config { message };
-        let url = url::Url::parse(&self.url).map_err(|e| {
+        match (&self.domain, self.url.is_empty()) {
+            (Some(_), false) => {
+                return Err(config(format!(
+                    "both url ({}) and domain are set; give the DCs either as url or through DNS discovery with domain, not both",
+                    self.url
+                )));
+            }
+            (None, true) => {
+                return Err(config(
+                    "url is missing; give the DC as url = \"ldaps://dc1.corp.example.com\", several as a list, or set domain = \"corp.example.com\" to find them in DNS".to_owned(),
+                ));
+            }
+            (Some(domain), true) => {
+                if domain.trim().is_empty() || domain.contains(['/', ':', ' ']) {
+                    return Err(config(format!(
+                        "domain {domain:?} is not a DNS domain name; write domain = \"corp.example.com\""
+                    )));
+                }
+                self.endpoint_of(&discovered_url(self, domain, 389))?;
+            }
+            (None, false) => {
+                for url in self.url.iter() {
+                    self.endpoint_of(url)?;
+                }
+            }
+        }
+        if self.site.is_some() && self.domain.is_none() {
+            return Err(config(
+                "site is set without domain; the site only selects DCs found in DNS (set domain too, or remove site)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Check the settings and work out host, port and transport of the first (or pinned)
+    /// DC's URL.
+    pub fn endpoint(&self) -> Result<Endpoint, SourceError> {
+        match self.url.first() {
+            Some(url) => self.endpoint_of(url),
+            None => {
+                self.validate()?;
+                Err(SourceError::Config {
+                    message: "no DC has been chosen yet: the DCs of the domain are found in DNS when the connector connects".to_owned(),
+                })
+            }
+        }
+    }
+
+    /// Host, port and transport of one of the URLs, checking the other settings on the way.
+    pub fn endpoint_of(&self, url_text: &str) -> Result<Endpoint, SourceError> {
+        let config = |message: String| SourceError::Config { message };
+        let url = url::Url::parse(url_text).map_err(|e| {
             config(format!(
-                "url {:?} is not an LDAP URL ({e}); write ldaps://dc1.example.com or ldap://dc1.example.com",
-                self.url
+                "url {url_text:?} is not an LDAP URL ({e}); write ldaps://dc1.example.com or ldap://dc1.example.com"
             ))
         })?;
         let host = match url.host() {
@@ -197,8 +360,7 @@ impl SourceConfig {
             Some(host) => host.to_string(),
             None => {
                 return Err(config(format!(
-                    "url {:?} names no host; write ldaps://dc1.example.com",
-                    self.url
+                    "url {url_text:?} names no host; write ldaps://dc1.example.com"
                 )));
             }
         };
@@ -208,8 +370,7 @@ impl SourceConfig {
             "ldap" if self.allow_plain_ldap => (Transport::Plain, 389),
             "ldap" => {
                 return Err(config(format!(
-                    "url {} is plain LDAP with starttls = false: the password would cross the network in clear; use ldaps://, set starttls = true, or set allow_plain_ldap = true if you really mean it",
-                    self.url
+                    "url {url_text} is plain LDAP with starttls = false: the password would cross the network in clear; use ldaps://, set starttls = true, or set allow_plain_ldap = true if you really mean it"
                 )));
             }
             other => {
@@ -245,12 +406,26 @@ impl SourceConfig {
         })
     }
 
+    /// The URL of the DC a cycle is pinned to (the first URL when not pinned).
+    pub fn current_url(&self) -> &str {
+        self.url.first().unwrap_or_default()
+    }
+
     pub(crate) fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs.max(1))
     }
 
     pub(crate) fn operation_timeout(&self) -> Duration {
         Duration::from_secs(self.operation_timeout_secs.max(1))
+    }
+}
+
+/// The URL of a DC found in DNS: `ldaps://<target>:636`, or `ldap://<target>:<SRV port>`.
+pub(crate) fn discovered_url(config: &SourceConfig, target: &str, srv_port: u16) -> String {
+    let host = target.trim_end_matches('.');
+    match config.discovered_scheme {
+        DiscoveredScheme::Ldaps => format!("ldaps://{host}:636"),
+        DiscoveredScheme::Ldap => format!("ldap://{host}:{srv_port}"),
     }
 }
 

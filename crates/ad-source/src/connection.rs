@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError};
+use std::net::SocketAddr;
+
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, StdStream};
 use secrecy::ExposeSecret;
 
 use crate::bind_error;
@@ -73,12 +75,24 @@ pub(crate) async fn open_with(
     tls_config: Arc<rustls::ClientConfig>,
 ) -> Result<(Ldap, Endpoint), SourceError> {
     let endpoint = config.endpoint()?;
-    resolve(&endpoint, config.connect_timeout()).await?;
-    let settings = LdapConnSettings::new()
+    let mut settings = LdapConnSettings::new()
         .set_conn_timeout(config.connect_timeout())
         .set_config(tls_config)
         .set_starttls(endpoint.transport == Transport::StartTls);
-    let (conn, ldap) = LdapConnAsync::with_settings(settings, &config.url)
+    match config.pinned_addr {
+        // A cycle pinned to one address of the name (round robin, several DCs): connect
+        // there, and let ldap3 check the certificate against the name in the URL.
+        Some(addr) => {
+            let stream = connect_to(addr, config.connect_timeout())
+                .await
+                .map_err(|e| open_error(e, &endpoint, config))?;
+            settings = settings.set_std_stream(StdStream::Tcp(stream));
+        }
+        None => {
+            resolve(&endpoint, config.connect_timeout()).await?;
+        }
+    }
+    let (conn, ldap) = LdapConnAsync::with_settings(settings, config.current_url())
         .await
         .map_err(|e| open_error(e, &endpoint, config))?;
     // ldap3 parses the server's messages in this task and panics on some malformed ones
@@ -102,6 +116,17 @@ pub(crate) async fn open_with(
         }
     });
     Ok((ldap, endpoint))
+}
+
+/// A TCP connection to one address, within the connect timeout.
+async fn connect_to(addr: SocketAddr, timeout: Duration) -> Result<std::net::TcpStream, LdapError> {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => Ok(stream.into_std()?),
+        Ok(Err(source)) => Err(LdapError::Io { source }),
+        Err(_) => Err(LdapError::Io {
+            source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+        }),
+    }
 }
 
 /// Connect and bind.
@@ -204,7 +229,10 @@ pub(crate) fn open_error(
             result.text.trim_matches('\0')
         )),
         LdapError::UrlParsing { source } => SourceError::Config {
-            message: format!("url {:?} is not an LDAP URL ({source})", config.url),
+            message: format!(
+                "url {:?} is not an LDAP URL ({source})",
+                config.current_url()
+            ),
         },
         other => SourceError::Network {
             host,

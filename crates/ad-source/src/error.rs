@@ -159,6 +159,24 @@ pub enum SourceError {
         /// The step (`the connection, bind or rootDSE read`, …).
         during: &'static str,
     },
+    /// DNS discovery of the domain's DCs failed.
+    #[error(
+        "no domain controller could be found in DNS: the SRV lookup of {name} failed ({detail}); check domain (and site), that this machine asks the domain's DNS servers (or set dns_server), or list the DCs in url instead"
+    )]
+    Discovery {
+        /// The SRV name asked for.
+        name: String,
+        /// The resolver's message.
+        detail: String,
+    },
+    /// Every DC was tried and none could be used.
+    #[error(
+        "no domain controller could be used; each was tried in order: {tried}. Nothing was read, so nothing was sent or deleted and the checkpoint did not move"
+    )]
+    NoDcAvailable {
+        /// Each DC with the reason it was passed over.
+        tried: String,
+    },
     /// A bug or an impossible state.
     #[error("internal error in the AD source: {0}")]
     Internal(String),
@@ -173,6 +191,7 @@ impl SourceError {
                 | SourceError::OperationTimeout { .. }
                 | SourceError::ConnectTimeout { .. }
                 | SourceError::ConnectionRefused { .. }
+                | SourceError::NoDcAvailable { .. }
         ) || matches!(self, SourceError::Search { result_code, .. } if matches!(result_code, 51 | 52 | 80 | 81))
     }
 }

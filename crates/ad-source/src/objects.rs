@@ -1,6 +1,8 @@
 //! Re-reading objects by DN: skipped entries, quarantined objects, members of changed groups.
 
-use ad_model::{Decoded, Group, User};
+use std::collections::HashSet;
+
+use ad_model::{Decoded, Group, Guid, User};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::SourceError;
@@ -97,6 +99,33 @@ impl Source {
         .await
     }
 
+    /// Which of these objects are deleted on this DC: those among `guids` whose tombstone
+    /// (`isDeleted: TRUE`, Show Deleted control) it holds. One paged search of the domain's
+    /// tombstones of users and groups, objectGUID only.
+    ///
+    /// This is the proof a full sync on another DC than the last cycle's needs before it
+    /// deletes an object it did not read: an object that DC does not hold at all may simply
+    /// not have replicated to it yet. A GUID not in the answer is not proven deleted
+    /// (including when the search could not read every tombstone).
+    pub async fn tombstones_among(
+        &self,
+        guids: &HashSet<Guid>,
+    ) -> Result<HashSet<Guid>, SourceError> {
+        if guids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut session = Session::open(self.config_arc()).await?;
+        let host = session.conn.host().to_owned();
+        let guids = guids.clone();
+        crate::session::isolated(host, "the search for tombstones", async move {
+            let result = tombstones_in(&mut session, &guids).await;
+            let conn = session.conn.clone();
+            conn.close().await;
+            result
+        })
+        .await
+    }
+
     async fn read(&self, dns: &[String], kinds: Kinds) -> Result<Vec<SourceEvent>, SourceError> {
         if dns.is_empty() {
             return Ok(Vec::new());
@@ -150,6 +179,33 @@ async fn read_objects_in(
     Ok(out.into_events())
 }
 
+async fn tombstones_in(
+    session: &mut Session,
+    guids: &HashSet<Guid>,
+) -> Result<HashSet<Guid>, SourceError> {
+    let spec = SearchSpec {
+        base: session.domain_dn().to_owned(),
+        scope: ldap3::Scope::Subtree,
+        filter: "(&(isDeleted=TRUE)(|(objectClass=user)(objectClass=group)))".to_owned(),
+        attrs: vec!["objectGUID".to_owned()],
+        show_deleted: true,
+        what: "the tombstones of objects not read",
+    };
+    let mut found = HashSet::new();
+    let mut reader = PagedReader::new(session, spec);
+    while let Some(item) = reader.next(session).await? {
+        if let Item::Entry(entry) = item
+            && let Some(guid) = entry
+                .first("objectGUID")
+                .and_then(|bytes| Guid::from_bytes(bytes).ok())
+            && guids.contains(&guid)
+        {
+            found.insert(guid);
+        }
+    }
+    Ok(found)
+}
+
 /// The answer of [`Source::groups_changed_since`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChangedGroups {
@@ -166,7 +222,7 @@ async fn groups_changed_in(
 ) -> Result<ChangedGroups, SourceError> {
     if !session.pin.0.eq_ignore_ascii_case(&since.dc_host) || session.pin.1 != since.invocation_id {
         return Err(SourceError::DcChanged {
-            url: session.config.url.clone(),
+            url: session.config.current_url().to_owned(),
             expected: format!("{} (invocationId {})", since.dc_host, since.invocation_id),
             found: format!("{} (invocationId {})", session.pin.0, session.pin.1),
         });

@@ -250,7 +250,7 @@ impl Session {
         if !root.dns_host_name.eq_ignore_ascii_case(&self.pin.0) || root.invocation_id != self.pin.1
         {
             return Err(SourceError::DcChanged {
-                url: self.config.url.clone(),
+                url: self.config.current_url().to_owned(),
                 expected: format!("{} (invocationId {})", self.pin.0, self.pin.1),
                 found: format!(
                     "{} (invocationId {})",

@@ -158,11 +158,19 @@ impl Source {
     /// Check the configuration (URL, transport, filters) and keep it. The clock is
     /// [`Utc::now`].
     pub fn new(config: SourceConfig) -> Result<Source, SourceError> {
-        config.endpoint()?;
+        config.validate()?;
         Ok(Source {
             config: Arc::new(config),
             clock: Arc::new(Utc::now),
         })
+    }
+
+    pub(crate) fn from_parts(config: Arc<SourceConfig>, clock: Clock) -> Source {
+        Source { config, clock }
+    }
+
+    pub(crate) fn clock(&self) -> Clock {
+        self.clock.clone()
     }
 
     /// The same source judging time-dependent account state (expiry) by `clock` instead of

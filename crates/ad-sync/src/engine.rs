@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ad_model::{Decoded, Deleted, Group, Guid, ObjectKind, User};
-use ad_source::{Checkpoint, DeltaOutcome, Source, SourceEvent, SyncRun, SyncSummary};
+use ad_source::{Checkpoint, DeltaOutcome, PinnedDc, Source, SourceEvent, SyncRun, SyncSummary};
 use asset_sink::{Capabilities, Change, Deletion, Sink, SyncInfo, SyncMode};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -16,8 +16,8 @@ use crate::guard::DeleteGuard;
 use crate::observer::Observer;
 use crate::report::{CycleError, CycleReport};
 use crate::store::{
-    CycleOutcome, Leftovers, QuarantineRow, SentObject, SkippedRow, Store, StoredCheckpoint,
-    WithheldRow,
+    CycleOutcome, DcMark, Leftovers, QuarantineRow, SentObject, SkippedRow, Store,
+    StoredCheckpoint, WithheldRow,
 };
 
 /// How the engine runs its cycles.
@@ -123,10 +123,10 @@ impl Engine {
         let read_at = self.source.now();
         let stored = self.store.checkpoint()?;
         let opened = tokio::select! {
-            opened = open_run(&self.source, stored.as_ref(), request, &self.options, read_at) => opened,
+            opened = self.open_run(stored.as_ref(), request, read_at) => opened,
             () = shutdown.cancelled() => Err(CycleError::Interrupted),
         };
-        let (run, mode, full_reason) = match opened {
+        let (run, mode, full_reason, pinned) = match opened {
             Ok(opened) => opened,
             Err(error) => {
                 // Journal it too: "the DC was unreachable at 03:00" is what an operator
@@ -148,7 +148,14 @@ impl Engine {
         };
         let cycle_id = self.store.begin_cycle(mode_name(mode), started_at)?;
         let result = {
-            let cycle = Cycle::new(self, cycle_id, mode, stored.clone(), read_at, observer);
+            let mut cycle = Cycle::new(self, cycle_id, mode, stored.clone(), read_at, observer);
+            cycle.source = pinned.source.clone();
+            cycle.report.dc = Some(pinned.root.dns_host_name.clone());
+            cycle.report.passed_over = pinned
+                .passed_over
+                .iter()
+                .map(|p| format!("{}: {}", p.dc, p.reason))
+                .collect();
             tokio::select! {
                 result = cycle.run(run, request) => result,
                 () = shutdown.cancelled() => Err(CycleError::Interrupted),
@@ -205,13 +212,32 @@ fn mode_name(mode: SyncMode) -> &'static str {
     }
 }
 
+impl Engine {
+    /// Pin this cycle's DC, then open a delta from that DC's own mark or a full read.
+    async fn open_run(
+        &self,
+        stored: Option<&StoredCheckpoint>,
+        request: CycleRequest,
+        now: DateTime<Utc>,
+    ) -> Result<(SyncRun, SyncMode, Option<String>, PinnedDc), CycleError> {
+        let pinned = self.source.pin().await?;
+        let mark = self.store.dc_mark(&pinned.root.dns_host_name)?;
+        let (run, mode, reason) =
+            open_run(&pinned, stored, mark.as_ref(), request, &self.options, now).await?;
+        Ok((run, mode, reason, pinned))
+    }
+}
+
 async fn open_run(
-    source: &Source,
+    pinned: &PinnedDc,
     stored: Option<&StoredCheckpoint>,
+    mark: Option<&DcMark>,
     request: CycleRequest,
     options: &EngineOptions,
     now: DateTime<Utc>,
 ) -> Result<(SyncRun, SyncMode, Option<String>), CycleError> {
+    let source = &pinned.source;
+    let dc = &pinned.root.dns_host_name;
     let reason = match stored {
         _ if request.force_full => Some("a full sync was requested".to_owned()),
         None => Some("there is no checkpoint yet (first run)".to_owned()),
@@ -229,11 +255,28 @@ async fn open_run(
                     at.to_rfc3339()
                 ))
             }
-            Some(_) => None,
+            Some(_) => match mark {
+                None => Some(format!(
+                    "this cycle reads from {dc}, which no earlier cycle completed on (uSNChanged values are per domain controller, so a delta needs a checkpoint of this DC)"
+                )),
+                Some(mark)
+                    if now
+                        .signed_duration_since(mark.updated_at)
+                        .to_std()
+                        .unwrap_or_default()
+                        >= options.full_sync_interval =>
+                {
+                    Some(format!(
+                        "the last cycle on {dc} ({}) is older than the full sync interval, too old to continue from (deletions older than the tombstone lifetime would be missed)",
+                        mark.updated_at.to_rfc3339()
+                    ))
+                }
+                Some(_) => None,
+            },
         },
     };
-    if let (None, Some(cp)) = (&reason, stored) {
-        match source.changes_since(&cp.position).await? {
+    if let (None, Some(mark)) = (&reason, mark) {
+        match source.changes_since(&mark.position).await? {
             DeltaOutcome::Changes(run) => return Ok((run, SyncMode::Delta, None)),
             DeltaOutcome::FullSyncRequired { reason } => {
                 tracing::warn!("{reason}");
@@ -268,7 +311,8 @@ const MARK_CHUNK: usize = 5000;
 
 /// One cycle in progress: one method per kind of source event.
 struct Cycle<'e> {
-    source: &'e Source,
+    /// The source pinned to this cycle's DC.
+    source: Source,
     store: &'e mut Store,
     options: &'e EngineOptions,
     observer: &'e dyn Observer,
@@ -335,7 +379,7 @@ impl<'e> Cycle<'e> {
             engine.options.concurrency,
         );
         Cycle {
-            source: &engine.source,
+            source: engine.source.clone(),
             capabilities: engine.sink.capabilities(),
             store: &mut engine.store,
             options: &engine.options,
@@ -1175,6 +1219,10 @@ impl<'e> Cycle<'e> {
             // and what an earlier complete read withheld stays listed.
             return Ok(None);
         }
+        let candidates = self.proven_gone(candidates).await?;
+        if candidates.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
         let tracked = self.store.count(ObjectKind::User)? + self.store.count(ObjectKind::Group)?;
         let found = candidates.len() as u64;
         if let Some(reason) =
@@ -1218,6 +1266,49 @@ impl<'e> Cycle<'e> {
         Ok(Some(Vec::new()))
     }
 
+    /// A full sync on another DC than the last cycle's deletes only what it can prove gone
+    /// on its own DC: an object that DC does not return may not have replicated to it yet
+    /// (created, or moved into scope, on the other DC moments ago). Proof is the object's
+    /// tombstone on this DC; the others stay tracked and a later full sync decides.
+    async fn proven_gone(
+        &mut self,
+        candidates: Vec<crate::store::ObjectRow>,
+    ) -> Result<Vec<crate::store::ObjectRow>, CycleError> {
+        let (Some(stored), Some(position)) = (&self.stored, &self.position) else {
+            return Ok(candidates);
+        };
+        if stored
+            .position
+            .dc_host
+            .eq_ignore_ascii_case(&position.dc_host)
+        {
+            return Ok(candidates);
+        }
+        let previous = stored.position.dc_host.clone();
+        let this = position.dc_host.clone();
+        let guids: HashSet<Guid> = candidates.iter().map(|row| row.guid).collect();
+        let dead = self.source.tombstones_among(&guids).await?;
+        let (proven, unproven): (Vec<_>, Vec<_>) = candidates
+            .into_iter()
+            .partition(|row| dead.contains(&row.guid));
+        if !unproven.is_empty() {
+            self.report.deletes_unproven = unproven.len() as u64;
+            let message = format!(
+                "{} objects read by the last cycle on {previous} were not returned by this full sync on {this} and have no tombstone there, so they were not deleted: they may not have replicated to {this} yet (first: {}); a later full sync decides",
+                unproven.len(),
+                unproven
+                    .iter()
+                    .take(3)
+                    .map(|row| row.dn.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            tracing::warn!("{message}");
+            self.observer.warning(&message);
+        }
+        Ok(proven)
+    }
+
     fn checkpoint(
         mut self,
         summary: &SyncSummary,
@@ -1232,7 +1323,7 @@ impl<'e> Cycle<'e> {
                 self.stored.as_ref().and_then(|cp| cp.last_full_sync)
             },
             read_at: Some(self.read_at),
-            scope: Some(scope_of(self.source)),
+            scope: Some(scope_of(&self.source)),
         };
         // Leftovers are recorded either way: a held checkpoint re-reads everything anyway.
         let leftovers = Leftovers {

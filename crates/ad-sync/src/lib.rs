@@ -64,6 +64,6 @@ pub use guard::DeleteGuard;
 pub use observer::{Delivered, NoObserver, Observer};
 pub use report::{CycleError, CycleReport};
 pub use store::{
-    ConnectorState, CycleOutcome, CycleRecord, Leftovers, ObjectRow, QuarantineRow, SentObject,
-    SkippedRow, Store, StoreError, StoredCheckpoint, WithheldRow,
+    ConnectorState, CycleOutcome, CycleRecord, DcMark, Leftovers, ObjectRow, QuarantineRow,
+    SentObject, SkippedRow, Store, StoreError, StoredCheckpoint, WithheldRow,
 };

@@ -51,6 +51,14 @@ pub struct CycleReport {
     pub duration_secs: f64,
     /// The checkpoint stored (or kept).
     pub checkpoint: Option<StoredCheckpoint>,
+    /// The DC this cycle read from (`dnsHostName`).
+    pub dc: Option<String>,
+    /// DCs passed over before it (`url (address): why`), in the order tried.
+    pub passed_over: Vec<String>,
+    /// Full sync on another DC than the last cycle's: objects it did not return that are
+    /// not proven deleted on this DC (no tombstone), so not deleted (they may not have
+    /// replicated to it yet).
+    pub deletes_unproven: u64,
 }
 
 impl CycleReport {
@@ -111,6 +119,20 @@ impl CycleReport {
         }
         if let Some(reason) = &self.checkpoint_held {
             line.push_str(&format!("; {reason}"));
+        }
+        if !self.passed_over.is_empty() {
+            line.push_str(&format!(
+                "; read from {} after passing over {}",
+                self.dc.as_deref().unwrap_or("another DC"),
+                self.passed_over.join("; ")
+            ));
+        }
+        if self.deletes_unproven > 0 {
+            line.push_str(&format!(
+                "; {} objects this full sync did not read were not deleted: they are not deleted on {} (no tombstone), only missing there, perhaps not replicated yet; a later full sync decides",
+                self.deletes_unproven,
+                self.dc.as_deref().unwrap_or("this DC"),
+            ));
         }
         line
     }

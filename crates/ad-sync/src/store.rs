@@ -89,6 +89,17 @@ pub struct StoredCheckpoint {
     pub scope: Option<String>,
 }
 
+/// Where a delta on one DC resumes: the highest USN of that DC (and database) whose changes
+/// are all delivered. USNs mean nothing on another DC, so every DC read from has its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DcMark {
+    /// DC, invocationId and USN.
+    #[serde(flatten)]
+    pub position: Checkpoint,
+    /// When a cycle on this DC last completed.
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A delete the guard held back (see [`crate::DeleteGuard`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WithheldRow {
@@ -323,6 +334,12 @@ CREATE TABLE IF NOT EXISTS nesting (
     dn TEXT PRIMARY KEY COLLATE NOCASE,
     digest TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dc_marks (
+    dc_host TEXT PRIMARY KEY COLLATE NOCASE,
+    invocation_id TEXT NOT NULL,
+    usn INTEGER NOT NULL,
+    updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS skipped (
     dn TEXT PRIMARY KEY COLLATE NOCASE,
     guid TEXT,
@@ -537,6 +554,74 @@ impl Store {
             read_at: time(read_at, "checkpoint read time")?,
             scope,
         }))
+    }
+
+    /// The high-water mark of every DC a cycle completed on, newest first.
+    pub fn dc_marks(&self) -> Result<Vec<DcMark>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT dc_host, invocation_id, usn, updated_at FROM dc_marks ORDER BY updated_at DESC, dc_host",
+            )
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(self.db())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.db())?;
+        let mut marks = Vec::with_capacity(rows.len());
+        for (dc_host, invocation_id, usn, updated_at) in rows {
+            marks.push(DcMark {
+                position: Checkpoint {
+                    dc_host,
+                    invocation_id: invocation_id
+                        .parse()
+                        .map_err(|e| self.corrupt("DC mark invocationId", e))?,
+                    usn: u64::try_from(usn).map_err(|e| self.corrupt("DC mark USN", e))?,
+                },
+                updated_at: DateTime::parse_from_rfc3339(&updated_at)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| self.corrupt("DC mark time", e))?,
+            });
+        }
+        Ok(marks)
+    }
+
+    /// The high-water mark of one DC (by `dnsHostName`, any case). State written before
+    /// marks existed has only the checkpoint: it is that DC's mark.
+    pub fn dc_mark(&self, dc_host: &str) -> Result<Option<DcMark>, StoreError> {
+        if let Some(mark) = self
+            .dc_marks()?
+            .into_iter()
+            .find(|m| m.position.dc_host.eq_ignore_ascii_case(dc_host))
+        {
+            return Ok(Some(mark));
+        }
+        let updated: Option<String> = self
+            .conn
+            .query_row("SELECT updated_at FROM checkpoint WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.db())?;
+        Ok(match (self.checkpoint()?, updated) {
+            (Some(cp), Some(updated)) if cp.position.dc_host.eq_ignore_ascii_case(dc_host) => {
+                Some(DcMark {
+                    position: cp.position,
+                    updated_at: DateTime::parse_from_rfc3339(&updated)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|e| self.corrupt("checkpoint time", e))?,
+                })
+            }
+            _ => None,
+        })
     }
 
     /// The connector state.
@@ -1207,6 +1292,18 @@ impl Store {
                     now.to_rfc3339(),
                     cp.read_at.map(|t| t.to_rfc3339()),
                     cp.scope,
+                ],
+            )
+            .map_err(&db)?;
+            // The same position is this DC's mark: a later failover back to it resumes here.
+            tx.execute(
+                "INSERT INTO dc_marks (dc_host, invocation_id, usn, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (dc_host) DO UPDATE SET invocation_id = ?2, usn = ?3, updated_at = ?4",
+                params![
+                    cp.position.dc_host,
+                    cp.position.invocation_id.to_string(),
+                    usn,
+                    now.to_rfc3339(),
                 ],
             )
             .map_err(&db)?;

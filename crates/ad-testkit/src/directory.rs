@@ -176,7 +176,7 @@ pub(crate) struct Stored {
 }
 
 /// The state behind the lock.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct State {
     pub(crate) base_dn: String,
     pub(crate) base_norm: String,
@@ -291,6 +291,31 @@ impl Directory {
 
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, State> {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Another DC's copy of this directory, replicated up to now: the same objects (GUIDs,
+    /// SIDs, DNs, values), but every `uSNCreated`/`uSNChanged` and the USN counter raised by
+    /// `usn_offset`, as USNs are numbered by each DC on its own. From then on the two change
+    /// independently; a test "replicates" a change by making it on both (each gives it its
+    /// own next USN), or leaves it on one to show replication lag. Serve it with a
+    /// [`TestServer`](crate::TestServer) whose host name and invocationId are another DC's.
+    pub fn replica(&self, usn_offset: u64) -> Directory {
+        let mut state = self.read().clone();
+        state.usn = state.usn.saturating_add(usn_offset);
+        if let Some(generated) = &mut state.generated {
+            generated.shift_usns(usn_offset);
+        }
+        for stored in state.entries.values_mut() {
+            for attr in ["uSNCreated", "uSNChanged"] {
+                if let Some(usn) = stored.entry.first_i64(attr) {
+                    let shifted = u64::try_from(usn).unwrap_or(0).saturating_add(usn_offset);
+                    stored.entry.set(attr, [shifted.to_string()]);
+                }
+            }
+        }
+        Directory {
+            inner: Arc::new(RwLock::new(state)),
+        }
     }
 
     /// The naming context, e.g. `DC=corp,DC=example,DC=test`.

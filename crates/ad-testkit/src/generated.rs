@@ -150,6 +150,11 @@ impl GeneratedUsers {
     }
 
     /// The first index whose generated uSNChanged is at least `usn` (may be `count`).
+    /// Another DC's numbering of the same users (see `Directory::replica`).
+    pub(crate) fn shift_usns(&mut self, offset: u64) {
+        self.first_usn = self.first_usn.saturating_add(offset);
+    }
+
     pub(crate) fn index_at_usn(&self, usn: u64) -> u64 {
         usn.saturating_sub(self.first_usn).min(self.count)
     }

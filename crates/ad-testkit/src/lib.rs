@@ -61,6 +61,7 @@ mod codec;
 mod company;
 mod directory;
 mod dn;
+pub mod dns;
 pub mod encoding;
 mod entry;
 mod error;
@@ -84,6 +85,7 @@ pub use company::{
 };
 pub use directory::{DOMAIN_SUB_AUTHORITIES, Directory, Modification, Scope};
 pub use dn::escape_value as escape_dn_value;
+pub use dns::{DnsServer, DnsZone, SrvEntry};
 pub use entry::{Attribute, Entry};
 pub use error::{Result, TestkitError};
 pub use fault::{

@@ -157,7 +157,29 @@ pub struct TestServer {
 impl TestServer {
     /// Binds `127.0.0.1:0` (loopback only) and starts serving `directory`.
     pub fn start(directory: Directory, options: ServerOptions) -> Result<TestServer> {
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        Self::start_at(
+            directory,
+            options,
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        )
+    }
+
+    /// Binds `addr`, which must be a loopback address (`127.0.0.0/8`, `::1`; port 0 for
+    /// any), and starts serving `directory`. With the port of a stopped server, this is
+    /// that DC coming back; with another loopback address and the same port, a second
+    /// address of one DC name (DNS round robin).
+    pub fn start_at(
+        directory: Directory,
+        options: ServerOptions,
+        addr: SocketAddr,
+    ) -> Result<TestServer> {
+        if !addr.ip().is_loopback() {
+            return Err(TestkitError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("the test server only listens on loopback addresses, not {addr}"),
+            )));
+        }
+        let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -160,7 +160,7 @@ async fn hostile_server_sessions_never_panic_or_hang() {
                 .await
                 .expect("the proxy listens on loopback");
             let mut cfg = cfg;
-            cfg.url = proxy.url();
+            cfg.url = proxy.url().into();
             let run = tokio::spawn(session(seed, cfg, checkpoint, dns));
             let outcome = match tokio::time::timeout(Duration::from_secs(30), run).await {
                 Err(_) => Outcome::Hung,

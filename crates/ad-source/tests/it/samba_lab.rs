@@ -356,7 +356,7 @@ async fn samba_lab_wrong_ca_is_a_sentence() {
 #[tokio::test]
 async fn samba_lab_plain_ldap_simple_bind_refused() {
     let mut config = admin_config(None);
-    config.url = env("ADLAB_LDAP_URL");
+    config.url = env("ADLAB_LDAP_URL").into();
     config.starttls = false;
     // Without the explicit opt-in the configuration itself is refused.
     let err = Source::new(config.clone()).unwrap_err().to_string();
@@ -391,10 +391,12 @@ async fn samba_lab_connection_refused_and_dns_failure() {
 async fn admin_ldap() -> ldap3::Ldap {
     let config = admin_config(None);
     let tls = ad_source::tls::client_config(&config).unwrap();
-    let (conn, mut ldap) =
-        LdapConnAsync::with_settings(LdapConnSettings::new().set_config(tls), &config.url)
-            .await
-            .unwrap();
+    let (conn, mut ldap) = LdapConnAsync::with_settings(
+        LdapConnSettings::new().set_config(tls),
+        config.current_url(),
+    )
+    .await
+    .unwrap();
     ldap3::drive!(conn);
     ldap.simple_bind(&env("ADLAB_ADMIN_BIND"), &env("ADLAB_ADMIN_PASSWORD"))
         .await
