@@ -284,7 +284,18 @@ fn config_check(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &config.source {
         Some(source) => {
             ad_source::Source::new(source.clone())?;
-            println!("source:   {} (bind {})", source.url, source.bind);
+            match &source.domain {
+                Some(domain) => println!(
+                    "source:   the DCs of {domain}{} found in DNS (bind {})",
+                    source
+                        .site
+                        .as_deref()
+                        .map(|s| format!(" in site {s}"))
+                        .unwrap_or_default(),
+                    source.bind
+                ),
+                None => println!("source:   {} (bind {})", source.url, source.bind),
+            }
         }
         None => println!(
             "source:   none ([source] is needed by test, sync, run and preview; demo needs none)"
@@ -436,13 +447,36 @@ fn report_exit_code(report: &CycleReport) -> ExitCode {
 async fn test_connection(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     // Settings first: a refused setting is a configuration error, before any network.
     let sink = config.build_sink()?;
-    let probe = ad_source::probe::probe(config.source()?).await;
+    let source = config.source()?;
+    // One DC: its steps, as always. Several (a url list, DNS discovery): each DC's steps,
+    // in the order cycles try them.
+    let several = source.domain.is_some() || source.url.len() > 1;
+    let dcs = if several {
+        match ad_source::probe::probe_dcs(source).await {
+            Ok(dcs) => Ok(dcs),
+            Err(e) => Err(e.to_string()),
+        }
+    } else {
+        Ok(vec![ad_source::probe::DcProbe {
+            url: source.current_url().to_owned(),
+            origin: "url".to_owned(),
+            report: ad_source::probe::probe(source).await,
+        }])
+    };
+    let directory_ok = dcs
+        .as_ref()
+        .is_ok_and(|dcs| dcs.iter().all(|dc| dc.report.ok()));
     let check = sink.check().await;
     let sink_ok = check.as_ref().is_ok_and(|c| c.ok());
     if json {
+        let directory = match (&dcs, several) {
+            (Ok(dcs), false) => serde_json::to_value(&dcs[0].report)?,
+            (Ok(dcs), true) => serde_json::to_value(dcs)?,
+            (Err(e), _) => serde_json::json!({"error": e}),
+        };
         let value = serde_json::json!({
-            "ok": probe.ok() && sink_ok,
-            "directory": probe,
+            "ok": directory_ok && sink_ok,
+            "directory": directory,
             "sink": match &check {
                 Ok(report) => serde_json::to_value(report)?,
                 Err(error) => serde_json::json!({"error": error.to_string()}),
@@ -450,20 +484,34 @@ async fn test_connection(config: &Config, json: bool) -> anyhow::Result<ExitCode
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        println!("Directory ({})", config.source()?.url);
-        for step in &probe.steps {
-            let verdict = match step.outcome {
-                ad_source::ProbeOutcome::Pass => "PASS",
-                ad_source::ProbeOutcome::Warn => "WARN",
-                ad_source::ProbeOutcome::Fail => "FAIL",
-                ad_source::ProbeOutcome::Skipped => "skip",
-            };
-            let name = serde_json::to_value(step.step)?;
-            println!(
-                "  {verdict}  {:<20} {}",
-                name.as_str().unwrap_or_default(),
-                step.message
-            );
+        match &dcs {
+            Err(e) => {
+                println!("Directory (domain {})", source.domain.as_deref().unwrap_or_default());
+                println!("  FAIL  {:<20} {e}", "discovery");
+            }
+            Ok(dcs) => {
+                for (i, dc) in dcs.iter().enumerate() {
+                    if several {
+                        println!("Directory, DC {} of {} ({}; {})", i + 1, dcs.len(), dc.url, dc.origin);
+                    } else {
+                        println!("Directory ({})", dc.url);
+                    }
+                    for step in &dc.report.steps {
+                        let verdict = match step.outcome {
+                            ad_source::ProbeOutcome::Pass => "PASS",
+                            ad_source::ProbeOutcome::Warn => "WARN",
+                            ad_source::ProbeOutcome::Fail => "FAIL",
+                            ad_source::ProbeOutcome::Skipped => "skip",
+                        };
+                        let name = serde_json::to_value(step.step)?;
+                        println!(
+                            "  {verdict}  {:<20} {}",
+                            name.as_str().unwrap_or_default(),
+                            step.message
+                        );
+                    }
+                }
+            }
         }
         match &check {
             Ok(report) => {
@@ -483,7 +531,7 @@ async fn test_connection(config: &Config, json: bool) -> anyhow::Result<ExitCode
             }
         }
     }
-    Ok(if probe.ok() && sink_ok {
+    Ok(if directory_ok && sink_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_CHECK_FAILED)
@@ -517,6 +565,7 @@ fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     let next_run = state.next_run()?;
     let last_success = state.last_success()?;
     let checkpoint = state.checkpoint()?;
+    let marks = state.dc_marks()?;
     let cycles = state.recent_cycles(10)?;
     let users = state.count(ad_model::ObjectKind::User)?;
     let groups = state.count(ad_model::ObjectKind::Group)?;
@@ -528,6 +577,7 @@ fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             "state": connector,
             "daemon": daemon_json(holder.as_deref(), Some(connector), next_run),
             "checkpoint": checkpoint,
+            "dc_marks": marks,
             "last_success": last_success,
             "tracked": {"users": users, "groups": groups},
             "withheld_deletes": withheld,
@@ -565,6 +615,18 @@ fn status(config: &Config, json: bool) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "never".into())
         ),
         None => println!("Checkpoint: none yet (the next cycle is a full sync)"),
+    }
+    if marks.len() > 1 {
+        println!("DC marks:   a delta on a DC resumes from its own USN:");
+        for mark in &marks {
+            println!(
+                "  {} invocationId {} USN {} (last cycle there {})",
+                mark.position.dc_host,
+                mark.position.invocation_id,
+                mark.position.usn,
+                mark.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+        }
     }
     println!("Tracked:    {users} users, {groups} groups acknowledged by the sink");
     if !withheld.is_empty() {

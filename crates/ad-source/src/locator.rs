@@ -174,7 +174,7 @@ fn unspecified() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 0))
 }
 
-async fn candidates(config: &SourceConfig) -> Result<Vec<DcCandidate>, SourceError> {
+pub(crate) async fn candidates(config: &SourceConfig) -> Result<Vec<DcCandidate>, SourceError> {
     config.validate()?;
     let Some(domain) = &config.domain else {
         return Ok(config

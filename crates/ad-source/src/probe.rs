@@ -232,7 +232,40 @@ async fn peer_certificate(ldap: &mut Ldap) -> Option<CertificateInfo> {
     describe_certificate(&der)
 }
 
-/// Run every step against the configured DC.
+/// The probe of one DC of a configuration with several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DcProbe {
+    /// The DC's URL.
+    pub url: String,
+    /// Where it came from (`url`, or the SRV record).
+    pub origin: String,
+    /// Its steps.
+    pub report: ProbeReport,
+}
+
+/// Probe every DC of the configuration, in the order cycles try them: each URL of the
+/// list, or each DC found in DNS (at the address that DNS server gave). Fails only when the
+/// DCs cannot be listed (DNS discovery failed).
+pub async fn probe_dcs(config: &SourceConfig) -> Result<Vec<DcProbe>, SourceError> {
+    let candidates = crate::locator::candidates(config).await?;
+    let mut out = Vec::with_capacity(candidates.len());
+    for candidate in candidates {
+        let mut one = config.clone();
+        one.url = candidate.url.clone().into();
+        one.domain = None;
+        one.site = None;
+        one.pinned_addr = candidate.addrs.first().copied();
+        let report = probe(&one).await;
+        out.push(DcProbe {
+            url: candidate.url,
+            origin: candidate.origin,
+            report,
+        });
+    }
+    Ok(out)
+}
+
+/// Run every step against the configured DC (the first URL); never fails, the report says.
 pub async fn probe(config: &SourceConfig) -> ProbeReport {
     // In a task of its own: ldap3 parses some replies (bind, StartTLS, results) in the
     // caller's task and panics on malformed ones; the panic becomes a failed step.
@@ -302,13 +335,16 @@ async fn probe_here(config: &SourceConfig) -> ProbeReport {
         ),
     );
 
-    // DNS
-    let addrs = match connection::resolve(&endpoint, config.connect_timeout()).await {
-        Ok(a) => a,
-        Err(e) => {
-            r.fail(ProbeStepKind::Dns, e.to_string());
-            return r.finish(None);
-        }
+    // DNS (a DC found by discovery comes with the address its DNS server gave)
+    let addrs = match config.pinned_addr {
+        Some(addr) => vec![addr],
+        None => match connection::resolve(&endpoint, config.connect_timeout()).await {
+            Ok(a) => a,
+            Err(e) => {
+                r.fail(ProbeStepKind::Dns, e.to_string());
+                return r.finish(None);
+            }
+        },
     };
     let listed: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
     r.record(
