@@ -486,13 +486,22 @@ async fn test_connection(config: &Config, json: bool) -> anyhow::Result<ExitCode
     } else {
         match &dcs {
             Err(e) => {
-                println!("Directory (domain {})", source.domain.as_deref().unwrap_or_default());
+                println!(
+                    "Directory (domain {})",
+                    source.domain.as_deref().unwrap_or_default()
+                );
                 println!("  FAIL  {:<20} {e}", "discovery");
             }
             Ok(dcs) => {
                 for (i, dc) in dcs.iter().enumerate() {
                     if several {
-                        println!("Directory, DC {} of {} ({}; {})", i + 1, dcs.len(), dc.url, dc.origin);
+                        println!(
+                            "Directory, DC {} of {} ({}; {})",
+                            i + 1,
+                            dcs.len(),
+                            dc.url,
+                            dc.origin
+                        );
                     } else {
                         println!("Directory ({})", dc.url);
                     }
@@ -624,7 +633,8 @@ fn status(config: &Config, json: bool) -> anyhow::Result<()> {
                 mark.position.dc_host,
                 mark.position.invocation_id,
                 mark.position.usn,
-                mark.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                mark.updated_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             );
         }
     }

@@ -146,6 +146,9 @@ impl Engine {
                 return Err(error);
             }
         };
+        if let Some(reason) = &full_reason {
+            tracing::info!("a full sync, because {reason}");
+        }
         let cycle_id = self.store.begin_cycle(mode_name(mode), started_at)?;
         let result = {
             let mut cycle = Cycle::new(self, cycle_id, mode, stored.clone(), read_at, observer);
@@ -279,7 +282,6 @@ async fn open_run(
         match source.changes_since(&mark.position).await? {
             DeltaOutcome::Changes(run) => return Ok((run, SyncMode::Delta, None)),
             DeltaOutcome::FullSyncRequired { reason } => {
-                tracing::warn!("{reason}");
                 let run = source.full_snapshot().await?;
                 return Ok((run, SyncMode::Full, Some(reason)));
             }

@@ -592,3 +592,75 @@ fn metrics_and_health_are_served_while_run_runs() {
     // The listener went away with the daemon.
     assert!(std::net::TcpStream::connect(&addr).is_err());
 }
+
+/// Two DCs in `url`: `test` checks each; with the first one down, `sync` fails over to the
+/// second (a full sync, dc2 never read), logs which DC served and which was passed over,
+/// and `status` shows a mark per DC.
+#[test]
+fn a_url_list_fails_over_and_status_shows_a_mark_per_dc() {
+    let directory = Company::generate(CompanyOptions {
+        users: 40,
+        ..CompanyOptions::default()
+    });
+    let replica = directory.replica(1_000_000);
+    let dc1 = TestServer::start(directory, ServerOptions::default()).unwrap();
+    let dc2 = TestServer::start(replica, ServerOptions::for_host("dc2.corp.example.test")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "state_dir = {state:?}\n\n[source]\nurl = [{url1:?}, {url2:?}]\nbind = {bind:?}\npassword = {pw:?}\nstarttls = false\nallow_plain_ldap = true\nconnect_timeout_secs = 2\n\n[sink.jsonl]\npath = {outbox:?}\n",
+            state = dir.path().join("state"),
+            url1 = dc1.url(),
+            url2 = dc2.url(),
+            bind = SERVICE_ACCOUNT_UPN,
+            pw = SERVICE_ACCOUNT_PASSWORD,
+            outbox = dir.path().join("outbox.jsonl"),
+        ),
+    )
+    .unwrap();
+
+    let output = run(&path, &["test"]);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("DC 1 of 2") && out.contains("DC 2 of 2"),
+        "{out}"
+    );
+
+    let output = run(&path, &["sync"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let dc1_url = dc1.url();
+    dc1.shutdown();
+
+    let output = run(&path, &["test"]);
+    let out = text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "one DC down fails `test`: {out}"
+    );
+    assert!(out.contains("refused"), "{out}");
+
+    let output = run(&path, &["sync"]);
+    let log = text(&output);
+    assert!(output.status.success(), "{log}");
+    println!("{log}");
+    assert!(
+        log.contains("this cycle reads from dc2.corp.example.test"),
+        "{log}"
+    );
+    assert!(log.contains("passed over"), "{log}");
+    assert!(log.contains(&dc1_url), "{log}");
+    assert!(log.contains("which no earlier cycle completed on"), "{log}");
+
+    let output = run(&path, &["status"]);
+    let out = text(&output);
+    assert!(
+        out.contains("DC marks:")
+            && out.contains("dc1.corp.example.test")
+            && out.contains("dc2.corp.example.test"),
+        "{out}"
+    );
+}
