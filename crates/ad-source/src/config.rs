@@ -493,6 +493,65 @@ mod tests {
     }
 
     #[test]
+    fn url_is_one_or_a_list_or_dns_discovery() {
+        let one = parse("url = \"ldaps://dc1.x\"\nbind = \"b\"\npassword = \"p\"\n").unwrap();
+        assert_eq!(one.url, DcUrls::from("ldaps://dc1.x"));
+        let two =
+            parse("url = [\"ldaps://dc1.x\", \"ldap://dc2.x\"]\nbind = \"b\"\npassword = \"p\"\n")
+                .unwrap();
+        assert_eq!(two.url.len(), 2);
+        two.validate().unwrap();
+        assert_eq!(
+            two.endpoint().unwrap().host,
+            "dc1.x",
+            "the first is preferred"
+        );
+
+        // Every URL is checked, not only the first.
+        let mut bad = two.clone();
+        bad.url = DcUrls(vec!["ldaps://dc1.x".into(), "http://dc2.x".into()]);
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("not supported"), "{err}");
+
+        let found = parse(
+            "domain = \"corp.example.test\"\nsite = \"Paris\"\nbind = \"b\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+        found.validate().unwrap();
+        assert_eq!(
+            discovered_url(&found, "dc7.corp.example.test.", 389),
+            "ldaps://dc7.corp.example.test:636"
+        );
+
+        let mut both = found.clone();
+        both.url = DcUrls::from("ldaps://dc1.x");
+        assert!(
+            both.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("not both")
+        );
+        let mut neither = found.clone();
+        neither.domain = None;
+        neither.site = None;
+        let err = neither.validate().unwrap_err().to_string();
+        assert!(err.contains("url is missing"), "{err}");
+        let mut site_alone = two;
+        site_alone.site = Some("Paris".into());
+        assert!(
+            site_alone
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("site")
+        );
+        let err = parse("url = 5\nbind = \"b\"\npassword = \"p\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("or a list of them"), "{err}");
+    }
+
+    #[test]
     fn bad_filter_is_a_sentence() {
         let mut c = SourceConfig::new("ldaps://x", "b", SecretString::from("p"));
         c.user_filter = "(&(objectClass=user)".into();

@@ -968,3 +968,239 @@ fn samba_lab_privilege_through_nested_groups_comes_and_goes_with_deltas() {
     assert_eq!(after.get(&user(1)).map(Vec::len), Some(0), "{after:#?}");
     assert!(in_chain_members(&lab, &ou, &backup).is_empty());
 }
+
+/// A TCP forwarder on `listen` to `target`: stopping it makes the DC behind it unreachable
+/// (connection refused) without stopping Samba, which other tests are using.
+struct Forwarder {
+    addr: std::net::SocketAddr,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn start(listen: std::net::SocketAddr, target: std::net::SocketAddr) -> Forwarder {
+        let listener = std::net::TcpListener::bind(listen).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let mut tasks = tokio::task::JoinSet::new();
+                loop {
+                    if rx.try_recv().is_ok() {
+                        break;
+                    }
+                    let accepted =
+                        tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+                    if let Ok(Ok((mut inbound, _))) = accepted {
+                        tasks.spawn(async move {
+                            if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                    .await;
+                            }
+                        });
+                    }
+                }
+                tasks.abort_all();
+            });
+        });
+        Forwarder {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `scripts/lab-dc replicate`: both DCs pull from each other now.
+fn replicate() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/lab-dc");
+    let output = Command::new(script).arg("replicate").output().unwrap();
+    assert!(
+        output.status.success(),
+        "lab-dc replicate: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn ldif_on(lab: &Lab, url: &str, tool: &str, ldif: &str) {
+    let other = Lab {
+        ldaps_url: url.to_owned(),
+        ca_der: lab.ca_der.clone(),
+        ca_pem: lab.ca_pem.clone(),
+        base_dn: lab.base_dn.clone(),
+        admin_bind: lab.admin_bind.clone(),
+        admin_password: lab.admin_password.clone(),
+        svc_bind: lab.svc_bind.clone(),
+        svc_password: lab.svc_password.clone(),
+    };
+    other.ldif(tool, ldif);
+}
+
+/// Two real DCs replicating (dc1 127.0.0.2, dc2 127.0.0.3). dc1 is reached through a
+/// forwarder so it can "go down" without stopping Samba. The walk: full on dc1, delta on
+/// dc1; dc1 down → full on dc2 (never read), then deltas on dc2 from dc2's own USN (a
+/// creation and a deletion made on dc2); dc1 back → a delta on dc1 from dc1's own mark.
+/// Nothing live is ever deleted, nothing gone stays, and the end state is the directory's.
+#[test]
+fn samba_lab_failover_between_two_real_dcs_keeps_a_checkpoint_per_dc() {
+    let lab = lab();
+    let dc2_url = std::env::var("ADLAB_DC2_LDAPS_URL").unwrap_or_else(|_| {
+        panic!("ADLAB_DC2_LDAPS_URL is not set: the lab has no second DC (scripts/lab-dc start)")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ou = lab.scratch_ou("fo", 4);
+    let _cleanup = Cleanup(&lab, ou.clone());
+    replicate();
+
+    let mut dc1 = Forwarder::start(
+        "127.0.0.2:0".parse().unwrap(),
+        "127.0.0.2:636".parse().unwrap(),
+    );
+    let dc1_url = format!("ldaps://dc1.corp.example.test:{}", dc1.addr.port());
+    let config = dir.path().join("ad-connector.toml");
+    let password_file = dir.path().join("bind-password");
+    std::fs::write(&password_file, format!("{}\n", lab.admin_password)).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {state:?}\n\n[source]\nurl = [{dc1_url:?}, {dc2_url:?}]\nbind = {bind:?}\npassword_file = {pw:?}\nca_file = {ca:?}\nbase_dn = {ou:?}\nconnect_timeout_secs = 3\n\n{sink}\n",
+            state = dir.path().join("state"),
+            bind = lab.admin_bind,
+            pw = password_file,
+            ca = lab.ca_pem,
+            sink = jsonl_sink(dir.path()),
+        ),
+    )
+    .unwrap();
+    let outbox = dir.path().join("outbox.jsonl");
+    let sync = |what: &str| -> String {
+        let output = run(&config, &["sync"]);
+        let log = text(&output);
+        assert!(output.status.success(), "{what}: {log}");
+        println!("===== {what}\n{log}");
+        log
+    };
+    let user = |i: usize| format!("CN=fo User {i},{ou}");
+    let title = |url: &str, i: usize, t: &str| {
+        ldif_on(
+            &lab,
+            url,
+            "ldapmodify",
+            &format!(
+                "dn: {}\nchangetype: modify\nreplace: title\ntitle: {t}\n\n",
+                user(i)
+            ),
+        );
+    };
+
+    // 1–2. dc1: a full sync, then a delta.
+    let log = sync("full on dc1");
+    assert!(
+        log.contains("this cycle reads from dc1.corp.example.test"),
+        "{log}"
+    );
+    assert!(log.contains("full sync: 4 users, 1 groups read"), "{log}");
+    title(&lab.ldaps_url, 0, "Changed on dc1");
+    let log = sync("delta on dc1");
+    assert!(log.contains("delta sync: 1 users"), "{log}");
+    replicate();
+
+    // 3. dc1 down: dc2 was never read, so a full sync there; nothing deleted.
+    dc1.stop();
+    title(&dc2_url, 1, "Changed on dc2");
+    let log = sync("failover to dc2");
+    assert!(log.contains("passed over"), "{log}");
+    assert!(log.contains(&dc1_url), "{log}");
+    assert!(
+        log.contains("this cycle reads from dc2.corp.example.test"),
+        "{log}"
+    );
+    assert!(log.contains("which no earlier cycle completed on"), "{log}");
+    assert!(
+        log.contains("full sync: 4 users, 1 groups read; 1 upserts, 0 deletes"),
+        "{log}"
+    );
+
+    // 4. On dc2: a user created and one deleted there — a delta from dc2's own mark.
+    lab_add_user_on(&lab, &dc2_url, &ou, 4);
+    ldif_on(&lab, &dc2_url, "ldapdelete", &user(3));
+    let log = sync("delta on dc2");
+    assert!(
+        log.contains("this cycle reads from dc2.corp.example.test"),
+        "{log}"
+    );
+    assert!(log.contains("delta sync:"), "{log}");
+    assert!(log.contains("1 deletes sent"), "{log}");
+
+    // 5. dc1 back (it replicated the changes made on dc2): a delta from dc1's own mark.
+    replicate();
+    let mut dc1 = Forwarder::start(dc1.addr, "127.0.0.2:636".parse().unwrap());
+    title(&lab.ldaps_url, 2, "Changed on dc1 again");
+    let log = sync("back on dc1");
+    assert!(
+        log.contains("this cycle reads from dc1.corp.example.test"),
+        "{log}"
+    );
+    assert!(log.contains("delta sync:"), "{log}");
+    assert!(log.contains("0 deletes sent"), "{log}");
+    dc1.stop();
+
+    // The platform: users 0, 1, 2, 4 and the group; user 3 deleted once; no other delete.
+    let lines = outbox_lines(&outbox);
+    let deletes: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["op"] == "delete")
+        .map(|l| l["record"]["dn"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert!(deletes[0].starts_with("CN=fo User 3,"), "{deletes:?}");
+    let mut live = std::collections::BTreeMap::new();
+    for line in &lines {
+        let dn = line["record"]["dn"].as_str().unwrap_or_default().to_owned();
+        if line["op"] == "delete" {
+            live.remove(&dn);
+        } else {
+            live.insert(dn, line["record"]["title"].clone());
+        }
+    }
+    let users: Vec<&String> = live
+        .keys()
+        .filter(|dn| dn.starts_with("CN=fo User"))
+        .collect();
+    assert_eq!(users.len(), 4, "{live:#?}");
+    assert_eq!(live[&user(0)], "Changed on dc1");
+    assert_eq!(live[&user(1)], "Changed on dc2");
+    assert_eq!(live[&user(2)], "Changed on dc1 again");
+    assert!(live.contains_key(&user(4)));
+
+    let status = run(&config, &["status"]);
+    let out = text(&status);
+    assert!(out.contains("DC marks:"), "{out}");
+    println!("===== status\n{out}");
+}
+
+fn lab_add_user_on(lab: &Lab, url: &str, ou: &str, i: usize) {
+    ldif_on(lab, url, "ldapadd", &user_ldif(ou, "fo", i));
+}
