@@ -480,10 +480,10 @@ async fn probe_here(config: &SourceConfig) -> ProbeReport {
         op_timeout: config.operation_timeout(),
     };
     #[cfg(feature = "kerberos")]
-    if let Some(kerberos) = &config.kerberos {
-        if !kerberos_bind(&mut r, &mut conn, config, kerberos).await {
-            return r.finish(certificate);
-        }
+    if let Some(kerberos) = &config.kerberos
+        && !kerberos_bind(&mut r, &mut conn, config, kerberos).await
+    {
+        return r.finish(certificate);
     }
     if config.kerberos.is_none() {
         if let Err(e) = connection::bind(&mut conn, config).await {
