@@ -293,7 +293,7 @@ fn unreadable_note(dn: &str, reason: &str) -> String {
 fn pso_note(session: &Session, why: &str) -> String {
     format!(
         "fine-grained password policies (PSOs) are not readable by {account} ({why}), so password expiry and lockout ends governed by a PSO are detected only by the next full sync; grant the account Read on CN=Password Settings Container,CN=System,{domain} to detect them here",
-        account = session.config.bind,
+        account = session.config.account(),
         domain = session.domain_dn(),
     )
 }
@@ -320,7 +320,7 @@ async fn domain_policy(
         }
         Err(e) => return Err(e),
     };
-    let account = session.config.bind.clone();
+    let account = session.config.account().to_owned();
     let mut attribute = |name: &str, what: &str| -> Option<i64> {
         let value = head.as_ref().and_then(|h| h.first(name));
         if value.is_none() {

@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SourceError;
+use crate::kerberos::KerberosConfig;
 
 /// The default filter for user accounts: people, not computers (which are `user` objects too).
 pub const DEFAULT_USER_FILTER: &str = "(&(objectCategory=person)(objectClass=user))";
@@ -82,9 +83,19 @@ pub struct SourceConfig {
     pub dns_server: Option<SocketAddr>,
     /// The account to bind as: a UPN (`svc-sync@corp.example.com`), a down-level name
     /// (`CORP\svc-sync`) or a DN (`CN=svc-sync,OU=Service Accounts,DC=corp,…`).
+    /// Not used with `[source.kerberos]`.
+    #[serde(default)]
     pub bind: String,
-    /// The account's password. Never logged.
+    /// The account's password. Never logged. Not used with `[source.kerberos]`.
+    #[serde(default = "empty_secret")]
     pub password: SecretString,
+    /// Bind with Kerberos (SASL GSSAPI) instead of `bind` / `password`: a keytab and
+    /// principal (the connector gets and renews its own ticket, in a private cache) or an
+    /// existing credential cache. Over `ldaps://` or StartTLS the bind carries a TLS
+    /// channel-binding token; over `ldap://` with `starttls = false` the session is sealed
+    /// (encrypted) by Kerberos instead of TLS. Needs a build with the `kerberos` feature.
+    #[serde(default)]
+    pub kerberos: Option<KerberosConfig>,
     /// CA certificate(s) to verify the DC's certificate with, PEM or DER (`.cer`). When
     /// absent, the operating system's trusted roots are used.
     #[serde(default)]
@@ -220,6 +231,9 @@ pub enum DiscoveredScheme {
     Ldap,
 }
 
+fn empty_secret() -> SecretString {
+    SecretString::from(String::new())
+}
 fn default_true() -> bool {
     true
 }
@@ -278,6 +292,7 @@ impl SourceConfig {
             dns_server: None,
             bind: bind.into(),
             password,
+            kerberos: None,
             ca_file: None,
             insecure_skip_tls_verify: false,
             starttls: true,
@@ -367,7 +382,7 @@ impl SourceConfig {
         let (transport, default_port) = match url.scheme() {
             "ldaps" => (Transport::Ldaps, 636),
             "ldap" if self.starttls => (Transport::StartTls, 389),
-            "ldap" if self.allow_plain_ldap => (Transport::Plain, 389),
+            "ldap" if self.allow_plain_ldap || self.kerberos.is_some() => (Transport::Plain, 389),
             "ldap" => {
                 return Err(config(format!(
                     "url {url_text} is plain LDAP with starttls = false: the password would cross the network in clear; use ldaps://, set starttls = true, or set allow_plain_ldap = true if you really mean it"
@@ -379,10 +394,34 @@ impl SourceConfig {
                 )));
             }
         };
-        if self.bind.trim().is_empty() {
+        if let Some(kerberos) = &self.kerberos {
+            if !cfg!(feature = "kerberos") {
+                return Err(config(crate::kerberos::NOT_COMPILED_IN.to_owned()));
+            }
+            kerberos.validate().map_err(config)?;
+            let named = match url.host() {
+                // ldap(s) is not a "special" URL scheme: an IPv4 address arrives as a domain.
+                Some(url::Host::Domain(d)) => d.parse::<std::net::IpAddr>().is_err(),
+                _ => false,
+            };
+            if !named {
+                return Err(config(format!(
+                    "url {} names the DC by its IP address, but Kerberos needs the DC's DNS name (its SPN is ldap/<name>); write e.g. ldaps://dc1.corp.example.com",
+                    self.url
+                )));
+            }
+            if transport == Transport::Plain {
+                return Err(config(crate::kerberos::NO_SEALING.to_owned()));
+            }
+        } else if self.bind.trim().is_empty() {
             return Err(config(
-                "bind is empty; give the service account as a UPN (svc@corp.example.com), CORP\\svc or a DN".to_owned(),
+                "bind is empty; give the service account as a UPN (svc@corp.example.com), CORP\\svc or a DN, or configure [source.kerberos]".to_owned(),
             ));
+        } else if self.password.expose_secret().is_empty() {
+            return Err(config(format!(
+                "password is empty: {} would bind anonymously, which AD refuses for reading; give the account's password (or password_file), or configure [source.kerberos]",
+                self.bind.trim()
+            )));
         }
         if self.page_size == 0 {
             return Err(config(
@@ -409,6 +448,14 @@ impl SourceConfig {
     /// The URL of the DC a cycle is pinned to (the first URL when not pinned).
     pub fn current_url(&self) -> &str {
         self.url.first().unwrap_or_default()
+    }
+
+    /// Who the connector authenticates as, for messages: the Kerberos principal, or `bind`.
+    pub fn account(&self) -> &str {
+        match &self.kerberos {
+            Some(k) => k.principal().unwrap_or("the Kerberos cache's principal"),
+            None => self.bind.trim(),
+        }
     }
 
     pub(crate) fn connect_timeout(&self) -> Duration {
@@ -549,6 +596,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("or a list of them"), "{err}");
+    }
+
+    #[test]
+    fn empty_password_or_kerberos() {
+        let mut c = SourceConfig::new(
+            "ldaps://dc1.corp.example.test",
+            "svc@corp",
+            SecretString::from(String::new()),
+        );
+        let err = c.endpoint().unwrap_err().to_string();
+        assert!(err.contains("password is empty"), "{err}");
+        c.kerberos = Some(KerberosConfig {
+            keytab_file: Some("/etc/k.keytab".into()),
+            principal: Some("svc@CORP.EXAMPLE.TEST".into()),
+            ccache: None,
+        });
+        if cfg!(feature = "kerberos") {
+            c.endpoint().unwrap();
+            c.url = "ldaps://127.0.0.2".into();
+            let err = c.endpoint().unwrap_err().to_string();
+            assert!(err.contains("Kerberos needs the DC's DNS name"), "{err}");
+        } else {
+            let err = c.endpoint().unwrap_err().to_string();
+            assert!(err.contains("build with --features kerberos"), "{err}");
+        }
+        // In TOML: no bind, no password, a [kerberos] table; never an unknown-field error.
+        let c = parse(
+            "url = \"ldaps://dc1.corp.example.test\"\n[kerberos]\nkeytab_file = \"/k\"\nprincipal = \"s@R\"\n",
+        )
+        .unwrap();
+        assert!(c.kerberos.is_some());
     }
 
     #[test]

@@ -142,8 +142,15 @@ pub(crate) async fn connect(config: &SourceConfig) -> Result<Connection, SourceE
     Ok(conn)
 }
 
-/// Simple bind with the configured name and password.
+/// Simple bind with the configured name and password (or the Kerberos bind when
+/// `[source.kerberos]` is set).
 pub(crate) async fn bind(conn: &mut Connection, config: &SourceConfig) -> Result<(), SourceError> {
+    #[cfg(feature = "kerberos")]
+    if let Some(kerberos) = &config.kerberos {
+        let protection = crate::kerberos::bind(conn, config, kerberos).await?;
+        tracing::debug!(host = %conn.endpoint.host, ?protection, "Kerberos bind");
+        return Ok(());
+    }
     let host = conn.endpoint.host.clone();
     let mut ldap = conn.ldap.clone();
     ldap.with_timeout(config.connect_timeout());

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::bind_error::BindFailure;
+use crate::kerberos::KerberosFailure;
 
 /// What went wrong while connecting to or reading the directory.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -69,6 +70,9 @@ pub enum SourceError {
     /// The bind was refused.
     #[error("{0}")]
     Bind(BindFailure),
+    /// Kerberos failed: the keytab, the ticket, the KDC, the SPN or the GSSAPI bind.
+    #[error("{0}")]
+    Kerberos(KerberosFailure),
     /// The connection broke or another transport error happened.
     #[error(
         "connection to {host} failed during {operation}: {detail}; the DC may have restarted or a network device closed the connection"

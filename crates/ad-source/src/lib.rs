@@ -67,7 +67,8 @@
 //!
 //! Transport: `ldaps://` or `ldap://` + StartTLS, certificates verified against `ca_file`
 //! (PEM or DER) or the system roots, with rustls and the *ring* provider only. Plain LDAP
-//! needs `allow_plain_ldap = true`. Failures are sentences ([`SourceError`],
+//! needs `allow_plain_ldap = true`, or Kerberos ([`kerberos`], cargo feature `kerberos`), which
+//! seals it. Failures are sentences ([`SourceError`],
 //! [`bind_error`]); [`probe`] checks a configuration step by step.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -80,6 +81,7 @@ pub mod checkpoint;
 pub mod config;
 mod connection;
 pub mod error;
+pub mod kerberos;
 pub mod locator;
 pub mod membership;
 mod objects;
@@ -96,6 +98,7 @@ pub use boundary::TimeBoundary;
 pub use checkpoint::Checkpoint;
 pub use config::{DcUrls, DiscoveredScheme, SearchScope, SourceConfig, Transport};
 pub use error::SourceError;
+pub use kerberos::{KerberosConfig, KerberosFailure, KerberosFailureKind};
 pub use locator::{DcCandidate, PassedOver, PinnedDc};
 pub use membership::{GroupIndex, MembersIndex};
 pub use objects::ChangedGroups;

@@ -162,11 +162,15 @@ impl Source {
 }
 
 /// Whether an error on one DC is a reason to try the next: it could not be reached or
-/// served, and no credentials were refused.
+/// served, and no credentials were refused. Kerberos failures (keytab, principal, KDC,
+/// clock) are the same whichever DC is asked.
 fn fails_over(error: &SourceError) -> bool {
     !matches!(
         error,
-        SourceError::Bind(_) | SourceError::Config { .. } | SourceError::Cancelled
+        SourceError::Bind(_)
+            | SourceError::Config { .. }
+            | SourceError::Cancelled
+            | SourceError::Kerberos(_)
     )
 }
 

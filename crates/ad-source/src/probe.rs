@@ -26,8 +26,15 @@ pub enum ProbeStepKind {
     Tcp,
     /// The TLS handshake (LDAPS or StartTLS) and the certificate.
     Tls,
-    /// The simple bind.
+    /// Kerberos: the initial ticket, from the keytab or the credential cache.
+    KerberosTicket,
+    /// Kerberos: the service ticket for `ldap/<DC>`.
+    ServiceTicket,
+    /// The bind (simple, or Kerberos SASL GSSAPI).
     Bind,
+    /// Kerberos: how the bound session is protected (TLS with channel binding, or SASL
+    /// sealing on plain LDAP).
+    Protection,
     /// The rootDSE, invocationId and domain SID.
     RootDse,
     /// The base DN can be read.
@@ -108,12 +115,15 @@ impl ProbeReport {
     }
 }
 
-const ORDER: [ProbeStepKind; 10] = [
+const ORDER: [ProbeStepKind; 13] = [
     ProbeStepKind::Config,
     ProbeStepKind::Dns,
     ProbeStepKind::Tcp,
     ProbeStepKind::Tls,
+    ProbeStepKind::KerberosTicket,
+    ProbeStepKind::ServiceTicket,
     ProbeStepKind::Bind,
+    ProbeStepKind::Protection,
     ProbeStepKind::RootDse,
     ProbeStepKind::BaseDn,
     ProbeStepKind::SampleUser,
@@ -124,6 +134,15 @@ const ORDER: [ProbeStepKind; 10] = [
 struct Recorder {
     steps: Vec<ProbeStep>,
     started: Instant,
+    /// Whether the Kerberos steps apply (`[source.kerberos]` is set).
+    kerberos: bool,
+}
+
+fn is_kerberos_step(kind: ProbeStepKind) -> bool {
+    matches!(
+        kind,
+        ProbeStepKind::KerberosTicket | ProbeStepKind::ServiceTicket | ProbeStepKind::Protection
+    )
 }
 
 impl Recorder {
@@ -143,6 +162,9 @@ impl Recorder {
 
     fn finish(mut self, certificate: Option<CertificateInfo>) -> ProbeReport {
         for kind in ORDER {
+            if is_kerberos_step(kind) && !self.kerberos {
+                continue;
+            }
             if !self.steps.iter().any(|s| s.step == kind) {
                 self.steps.push(ProbeStep {
                     step: kind,
@@ -300,6 +322,7 @@ async fn probe_here(config: &SourceConfig) -> ProbeReport {
     let mut r = Recorder {
         steps: Vec::new(),
         started: Instant::now(),
+        kerberos: config.kerberos.is_some(),
     };
     let mut certificate = None;
     let endpoint = match config.endpoint() {
@@ -314,19 +337,39 @@ async fn probe_here(config: &SourceConfig) -> ProbeReport {
         Transport::StartTls => "LDAP with StartTLS",
         Transport::Plain => "plain LDAP (unencrypted)",
     };
+    let sealed = endpoint.transport == Transport::Plain && config.kerberos.is_some();
+    let transport = if sealed {
+        "plain LDAP sealed by Kerberos (SASL privacy)"
+    } else {
+        transport
+    };
+    let who = match &config.kerberos {
+        Some(k) => format!(
+            "{} with Kerberos ({})",
+            config.account(),
+            match (&k.keytab_file, &k.ccache) {
+                (Some(keytab), _) => format!("keytab {}", keytab.display()),
+                (None, Some(cc)) => format!("credential cache {cc}"),
+                (None, None) => "the default credential cache".to_owned(),
+            }
+        ),
+        None => format!(
+            "{} ({:?} form)",
+            config.bind.trim(),
+            crate::bind_error::bind_name_form(&config.bind)
+        ),
+    };
     r.record(
         ProbeStepKind::Config,
-        if endpoint.transport == Transport::Plain || config.insecure_skip_tls_verify {
+        if (endpoint.transport == Transport::Plain && !sealed) || config.insecure_skip_tls_verify {
             ProbeOutcome::Warn
         } else {
             ProbeOutcome::Pass
         },
         format!(
-            "{transport} to {}:{} as {} ({:?} form){}",
+            "{transport} to {}:{} as {who}{}",
             endpoint.host,
             endpoint.port,
-            config.bind.trim(),
-            crate::bind_error::bind_name_form(&config.bind),
             if config.insecure_skip_tls_verify {
                 "; insecure_skip_tls_verify is set: the certificate is not checked"
             } else {
@@ -432,7 +475,13 @@ async fn probe_here(config: &SourceConfig) -> ProbeReport {
             return r.finish(certificate);
         }
     };
-    if endpoint.transport == Transport::Plain {
+    if sealed {
+        r.record(
+            ProbeStepKind::Tls,
+            ProbeOutcome::Pass,
+            "no TLS: the session is to be sealed (encrypted) by Kerberos after the bind (SASL GSSAPI privacy)",
+        );
+    } else if endpoint.transport == Transport::Plain {
         r.record(
             ProbeStepKind::Tls,
             ProbeOutcome::Warn,
@@ -466,15 +515,23 @@ async fn probe_here(config: &SourceConfig) -> ProbeReport {
         endpoint: endpoint.clone(),
         op_timeout: config.operation_timeout(),
     };
-    if let Err(e) = connection::bind(&mut conn, config).await {
-        r.fail(ProbeStepKind::Bind, e.to_string());
+    #[cfg(feature = "kerberos")]
+    if let Some(kerberos) = &config.kerberos
+        && !kerberos_bind(&mut r, &mut conn, config, kerberos).await
+    {
         return r.finish(certificate);
     }
-    r.record(
-        ProbeStepKind::Bind,
-        ProbeOutcome::Pass,
-        format!("bound as {}", config.bind.trim()),
-    );
+    if config.kerberos.is_none() {
+        if let Err(e) = connection::bind(&mut conn, config).await {
+            r.fail(ProbeStepKind::Bind, e.to_string());
+            return r.finish(certificate);
+        }
+        r.record(
+            ProbeStepKind::Bind,
+            ProbeOutcome::Pass,
+            format!("bound as {}", config.bind.trim()),
+        );
+    }
 
     // rootDSE
     let root = match root_dse::read(&conn).await {
@@ -602,4 +659,86 @@ async fn probe_here(config: &SourceConfig) -> ProbeReport {
     conn.close().await;
     let _ = Duration::ZERO;
     r.finish(certificate)
+}
+
+/// The Kerberos steps: initial ticket, service ticket, bind, protection. False when one failed.
+#[cfg(feature = "kerberos")]
+async fn kerberos_bind(
+    r: &mut Recorder,
+    conn: &mut Connection,
+    config: &SourceConfig,
+    kerberos: &crate::kerberos::KerberosConfig,
+) -> bool {
+    use crate::kerberos::{self, Protection};
+    let creds = match kerberos::acquire(kerberos).await {
+        Ok(c) => c,
+        Err(e) => {
+            r.fail(ProbeStepKind::KerberosTicket, e.to_string());
+            return false;
+        }
+    };
+    let minutes = creds.lifetime.as_secs() / 60;
+    let private = kerberos.keytab_file.is_some() && kerberos.ccache.is_none();
+    r.record(
+        ProbeStepKind::KerberosTicket,
+        ProbeOutcome::Pass,
+        format!(
+            "ticket obtained for {} from {}{} (valid for {} h {:02} min)",
+            creds.principal,
+            creds.source,
+            if private {
+                " into a private in-memory credential cache".to_owned()
+            } else {
+                String::new()
+            },
+            minutes / 60,
+            minutes % 60
+        ),
+    );
+    let host = conn.endpoint.host.clone();
+    match kerberos::service_ticket(&creds, &host).await {
+        Ok(spn) => r.record(
+            ProbeStepKind::ServiceTicket,
+            ProbeOutcome::Pass,
+            format!("service ticket obtained for {spn}"),
+        ),
+        Err(e) => {
+            r.fail(ProbeStepKind::ServiceTicket, e.to_string());
+            return false;
+        }
+    }
+    let protection = match kerberos::bind_with(conn, config, &creds).await {
+        Ok(p) => p,
+        Err(e) => {
+            r.fail(ProbeStepKind::Bind, e.to_string());
+            return false;
+        }
+    };
+    r.record(
+        ProbeStepKind::Bind,
+        ProbeOutcome::Pass,
+        format!("bound as {} with Kerberos (SASL GSSAPI)", creds.principal),
+    );
+    match protection {
+        Protection::ChannelBinding(hash) => r.record(
+            ProbeStepKind::Protection,
+            ProbeOutcome::Pass,
+            format!(
+                "channel binding (tls-server-end-point) in use: the bind carried the {hash} hash of the DC's certificate, as AD's \"LDAP channel binding = Always\" requires"
+            ),
+        ),
+        Protection::TlsWithoutChannelBinding(why) => r.record(
+            ProbeStepKind::Protection,
+            ProbeOutcome::Warn,
+            format!(
+                "TLS protects the session, but no channel-binding token was sent (certificate signature algorithm {why} has no tls-server-end-point hash in the LDAP library): a DC enforcing LDAP channel binding will refuse the bind"
+            ),
+        ),
+        Protection::Sealing => r.record(
+            ProbeStepKind::Protection,
+            ProbeOutcome::Pass,
+            "SASL sealing in use: every LDAP message after the bind is encrypted and integrity-protected with the Kerberos session key",
+        ),
+    }
+    true
 }

@@ -581,7 +581,7 @@ async fn read_tombstones(
 ) -> Result<(), SourceError> {
     let domain = session.domain_dn().to_owned();
     let host = session.conn.host().to_owned();
-    let account = session.config.bind.clone();
+    let account = session.config.account().to_owned();
     let no_rights = |detail: &str| {
         format!(
             "deletions are not reported: {account} cannot read CN=Deleted Objects,{domain} on {host} ({detail}); grant it List Contents and Read Property on that container (dsacls \"CN=Deleted Objects,{domain}\" /takeownership, then /G \"<account>:LCRP\"), or rely on periodic full syncs to find deleted users"

@@ -7,3 +7,5 @@ mod testkit;
 
 #[cfg(feature = "samba-lab")]
 mod samba_lab;
+#[cfg(all(feature = "samba-lab", feature = "kerberos"))]
+mod samba_lab_kerberos;

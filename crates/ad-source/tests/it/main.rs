@@ -7,6 +7,8 @@ mod common;
 mod hostile;
 #[cfg(feature = "samba-lab")]
 mod samba_lab;
+#[cfg(all(feature = "samba-lab", feature = "kerberos"))]
+mod samba_lab_kerberos;
 mod testkit;
 mod testkit_incomplete;
 mod testkit_objects;
