@@ -6,6 +6,14 @@
 //! including the resolved group memberships and the derived account status (an account that
 //! expired since the last cycle is re-sent).
 //!
+//! Nor do the attributes each DC keeps for itself and never replicates (`lastLogon`,
+//! `logonCount`, `badPwdCount`, `badPasswordTime`): they differ from DC to DC,
+//! so counting them would re-send every user whenever a cycle reads another DC (a failover)
+//! and flip the platform between two DCs' counters. They are still *sent* with every record,
+//! as the DC that served the cycle has them; `lastLogonTimestamp`, the replicated last logon,
+//! is content. (State written before this rule compares unequal once: each user is re-sent
+//! once.)
+//!
 //! Multi-valued attributes are sets in AD: a DC returns their values in no promised order,
 //! and the same membership can come back in another order after a member was removed and
 //! added again. They are hashed sorted, so a new order alone is not a change. (State written
@@ -21,6 +29,10 @@ pub fn user(user: &User) -> String {
     copy.usn_changed = None;
     copy.usn_created = None;
     copy.when_changed = None;
+    copy.last_logon = None;
+    copy.logon_count = None;
+    copy.bad_pwd_count = None;
+    copy.bad_password_time = None;
     sort_dns(&mut copy.member_of);
     copy.object_class.sort();
     copy.service_principal_names.sort();
@@ -104,6 +116,27 @@ mod tests {
         assert_eq!(
             user(&user_with("whenChanged", "20240101000000.0Z")),
             user(&user_with("whenChanged", "20250101000000.0Z"))
+        );
+    }
+
+    #[test]
+    fn what_each_dc_keeps_for_itself_does_not_count() {
+        for (attr, a, b) in [
+            ("lastLogon", "133500000000000000", "133600000000000000"),
+            ("logonCount", "0", "42"),
+            ("badPwdCount", "0", "2"),
+            ("badPasswordTime", "0", "133600000000000000"),
+        ] {
+            assert_eq!(
+                user(&user_with(attr, a)),
+                user(&user_with(attr, b)),
+                "{attr}"
+            );
+        }
+        assert_ne!(
+            user(&user_with("lastLogonTimestamp", "133500000000000000")),
+            user(&user_with("lastLogonTimestamp", "133600000000000000")),
+            "the replicated last logon is content"
         );
     }
 

@@ -1145,7 +1145,7 @@ fn samba_lab_failover_between_two_real_dcs_keeps_a_checkpoint_per_dc() {
 
     // 4. On dc2: a user created and one deleted there — a delta from dc2's own mark.
     lab_add_user_on(&lab, &dc2_url, &ou, 4);
-    ldif_on(&lab, &dc2_url, "ldapdelete", &user(3));
+    ldif_on(&lab, &dc2_url, "ldapdelete", &format!("{}\n", user(3)));
     let log = sync("delta on dc2");
     assert!(
         log.contains("this cycle reads from dc2.corp.example.test"),
