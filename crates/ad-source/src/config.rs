@@ -406,12 +406,8 @@ impl SourceConfig {
             };
             if !named {
                 return Err(config(format!(
-                    "url {} names the DC by its IP address, but Kerberos needs the DC's DNS name (its SPN is ldap/<name>); write e.g. ldaps://dc1.corp.example.com",
-                    self.url
+                    "url {url_text} names the DC by its IP address, but Kerberos needs the DC's DNS name (its SPN is ldap/<name>); write e.g. ldaps://dc1.corp.example.com"
                 )));
-            }
-            if transport == Transport::Plain {
-                return Err(config(crate::kerberos::NO_SEALING.to_owned()));
             }
         } else if self.bind.trim().is_empty() {
             return Err(config(

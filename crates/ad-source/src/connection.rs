@@ -79,6 +79,29 @@ pub(crate) async fn open_with(
         .set_conn_timeout(config.connect_timeout())
         .set_config(tls_config)
         .set_starttls(endpoint.transport == Transport::StartTls);
+    #[cfg(feature = "kerberos")]
+    if let (Some(kerberos), Transport::Plain) = (&config.kerberos, endpoint.transport) {
+        // Kerberos on plain LDAP: bound and sealed here, below ldap3 (see `sealing.rs`).
+        let creds = crate::kerberos::acquire(kerberos).await?;
+        let timeout = config.connect_timeout();
+        let tcp = match config.pinned_addr {
+            Some(addr) => connect_to(addr, timeout).await,
+            None => {
+                let addrs = resolve(&endpoint, timeout).await?;
+                connect_any(&addrs, timeout).await
+            }
+        }
+        .map_err(|e| open_error(e, &endpoint, config))?;
+        let tcp = tokio::net::TcpStream::from_std(tcp)
+            .map_err(|source| open_error(LdapError::Io { source }, &endpoint, config))?;
+        let sealed = crate::sealing::open(tcp, &endpoint.host, &creds, timeout).await?;
+        let settings = settings.set_std_stream(StdStream::Unix(sealed.local));
+        let (conn, ldap) = LdapConnAsync::with_settings(settings, "ldapi://")
+            .await
+            .map_err(|e| open_error(e, &endpoint, config))?;
+        drive(conn, endpoint.host.clone());
+        return Ok((ldap, endpoint));
+    }
     match config.pinned_addr {
         // A cycle pinned to one address of the name (round robin, several DCs): connect
         // there, and let ldap3 check the certificate against the name in the URL.
@@ -95,16 +118,20 @@ pub(crate) async fn open_with(
     let (conn, ldap) = LdapConnAsync::with_settings(settings, config.current_url())
         .await
         .map_err(|e| open_error(e, &endpoint, config))?;
-    // ldap3 parses the server's messages in this task and panics on some malformed ones
-    // (an unknown protocol-op tag, an LDAPResult without its result code). The panic stays in
-    // this task: the connection closes, the operation waiting on it ends in an error, and
-    // the reason is logged here in a sentence.
+    drive(conn, endpoint.host.clone());
+    Ok((ldap, endpoint))
+}
+
+/// Run the connection's task. ldap3 parses the server's messages in this task and panics on
+/// some malformed ones (an unknown protocol-op tag, an LDAPResult without its result code).
+/// The panic stays in this task: the connection closes, the operation waiting on it ends in
+/// an error, and the reason is logged here in a sentence.
+fn drive(conn: LdapConnAsync, host: String) {
     let driver = tokio::spawn(async move {
         if let Err(e) = conn.drive().await {
             tracing::debug!(error = %e, "LDAP connection ended");
         }
     });
-    let host = endpoint.host.clone();
     tokio::spawn(async move {
         if let Err(e) = driver.await
             && e.is_panic()
@@ -115,7 +142,6 @@ pub(crate) async fn open_with(
             );
         }
     });
-    Ok((ldap, endpoint))
 }
 
 /// A TCP connection to one address, within the connect timeout.
@@ -127,6 +153,24 @@ async fn connect_to(addr: SocketAddr, timeout: Duration) -> Result<std::net::Tcp
             source: std::io::Error::from(std::io::ErrorKind::TimedOut),
         }),
     }
+}
+
+/// A TCP connection to the first of `addrs` that answers.
+#[cfg(feature = "kerberos")]
+async fn connect_any(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<std::net::TcpStream, LdapError> {
+    let mut last = LdapError::Io {
+        source: std::io::Error::from(std::io::ErrorKind::AddrNotAvailable),
+    };
+    for addr in addrs {
+        match connect_to(*addr, timeout).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Connect and bind.

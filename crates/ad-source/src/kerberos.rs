@@ -176,15 +176,6 @@ impl KerberosFailure {
 /// The sentence for a configuration with `[source.kerberos]` in a build without the feature.
 pub(crate) const NOT_COMPILED_IN: &str = "[source.kerberos] is set, but this build has no Kerberos support; build with --features kerberos (cargo build -p ad-connector --features kerberos, which needs libkrb5-dev), or bind with bind and password";
 
-/// The sentence for Kerberos over `ldap://` with `starttls = false`.
-///
-/// SASL sealing itself works (the bind and small reads succeed against Samba), but ldap3
-/// 0.12.1's SASL decoder (`LdapCodec::decode`, protocol.rs) keeps only the first LDAP message
-/// of a SASL buffer when more bytes are already queued, and cannot join a message split
-/// across buffers; a DC batches replies into one buffer, so searches hang. Refused until the
-/// library handles it.
-pub(crate) const NO_SEALING: &str = "Kerberos over plain ldap:// with starttls = false (SASL sealing) is not supported yet: the LDAP library (ldap3 0.12) loses messages of sealed search results, so reads would hang. Use ldaps:// or ldap:// with StartTLS (starttls = true): the Kerberos bind then carries a TLS channel-binding token";
-
 /// What the failing step was doing, for the sentence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {
@@ -664,6 +655,10 @@ mod gss {
         config: &SourceConfig,
         creds: &Credentials,
     ) -> Result<Protection, SourceError> {
+        if conn.endpoint.transport == Transport::Plain {
+            // Plain ldap://: bound while opening, with the sealing layer (`sealing.rs`).
+            return Ok(Protection::Sealing);
+        }
         let host = conn.endpoint.host.clone();
         let spn = creds.spn(&host);
         // ldap3 builds the SPN as "ldap/" + this.

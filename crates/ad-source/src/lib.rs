@@ -89,6 +89,8 @@ mod paging;
 pub mod probe;
 pub mod range;
 pub mod root_dse;
+#[cfg(feature = "kerberos")]
+mod sealing;
 mod session;
 pub mod sync;
 pub mod tls;

@@ -126,19 +126,86 @@ async fn samba_lab_kerberos_keytab_bind_over_ldaps_with_channel_binding() {
     reads_every_user(config).await;
 }
 
-/// SASL sealing over plain `ldap://` binds (Samba accepts it, the probe's rootDSE read
-/// works), but ldap3 0.12.1's SASL decoder loses LDAP messages when the DC packs several
-/// replies into one SASL buffer, so every search of more than a few entries hung until the
-/// operation timeout. Until that is fixed the configuration is refused with a sentence.
+/// Plain `ldap://` (port 389, no TLS) with Kerberos: the bind negotiates SASL privacy and
+/// everything after it is sealed with the session key (`sealing.rs`). The DC requires strong
+/// authentication on plain LDAP (a simple bind there is refused:
+/// `samba_lab_plain_ldap_simple_bind_refused`). The connection goes through a recording
+/// forwarder on 127.0.0.2: every user is read, and no account name crosses the wire in
+/// clear.
 #[tokio::test]
-async fn samba_lab_kerberos_plain_ldap_sealing_is_refused_with_a_sentence() {
-    let mut config = krb_config(env("ADLAB_LDAP_URL"), &svc_keytab());
+async fn samba_lab_kerberos_plain_ldap_is_sealed_and_reads_every_user() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind((env("ADLAB_IP").as_str(), 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let wire = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let seen = wire.clone();
+    let dc = format!("{}:389", env("ADLAB_IP"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let (dc, seen) = (dc.clone(), seen.clone());
+            tokio::spawn(async move {
+                let outbound = tokio::net::TcpStream::connect(&dc).await.unwrap();
+                let (mut ir, mut iw) = inbound.into_split();
+                let (mut or, mut ow) = outbound.into_split();
+                let seen_up = seen.clone();
+                let up = async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = ir.read(&mut buf).await {
+                        if n == 0 || ow.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        seen_up.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                };
+                let down = async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = or.read(&mut buf).await {
+                        if n == 0 || iw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+
+    let mut config = krb_config(
+        format!("ldap://{}:{port}", env("ADLAB_HOST")),
+        &svc_keytab(),
+    );
     config.starttls = false;
-    let err = Source::new(config.clone()).unwrap_err().to_string();
-    assert!(err.contains("SASL sealing"), "{err}");
-    assert!(err.contains("StartTLS"), "{err}");
-    config.allow_plain_ldap = true;
-    assert!(Source::new(config).is_err());
+    let report = ad_source::probe::probe(&config).await;
+    assert!(report.ok(), "{}", show(&report));
+    let protection = passed(&report, ProbeStepKind::Protection);
+    assert!(protection.contains("seal"), "{protection}");
+    reads_every_user(config).await;
+
+    let wire = wire.lock().unwrap().clone();
+    assert!(
+        wire.len() > 100_000,
+        "the read crossed the forwarder: {} bytes",
+        wire.len()
+    );
+    for clear in [
+        &b"sAMAccountName"[..],
+        b"objectClass",
+        b"OU=Corp",
+        b"GG-AllStaff",
+    ] {
+        assert!(
+            !wire.windows(clear.len()).any(|w| w == clear),
+            "{} crossed the network in clear",
+            String::from_utf8_lossy(clear)
+        );
+    }
 }
 
 #[tokio::test]
