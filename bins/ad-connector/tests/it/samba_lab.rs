@@ -1204,3 +1204,85 @@ fn samba_lab_failover_between_two_real_dcs_keeps_a_checkpoint_per_dc() {
 fn lab_add_user_on(lab: &Lab, url: &str, ou: &str, i: usize) {
     ldif_on(lab, url, "ldapadd", &user_ldif(ou, "fo", i));
 }
+
+/// DNS discovery of the two real DCs: a loopback DNS server publishes
+/// `_ldap._tcp.dc._msdcs.corp.example.test` (dc1 priority 0, dc2 priority 10) and their
+/// addresses, as a domain's DNS does (the lab's Samba runs without its DNS service).
+/// `test` checks both, in priority order, over LDAPS with their certificates checked against
+/// the names; a cycle reads from dc1.
+#[test]
+fn samba_lab_dns_discovery_finds_both_dcs_in_priority_order() {
+    use ad_testkit::{DnsServer, DnsZone, SrvEntry};
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let ou = lab.scratch_ou("dns", 2);
+    let _cleanup = Cleanup(&lab, ou.clone());
+    replicate(); // dc2 must hold the OU too: `test` checks it there
+    let srv = |priority, target: &str| SrvEntry {
+        priority,
+        weight: 100,
+        port: 389,
+        target: target.to_owned(),
+    };
+    let dns = DnsServer::start(DnsZone {
+        srv: vec![(
+            "_ldap._tcp.dc._msdcs.corp.example.test".to_owned(),
+            vec![
+                srv(10, "dc2.corp.example.test"),
+                srv(0, "dc1.corp.example.test"),
+            ],
+        )],
+        a: vec![
+            (
+                "dc1.corp.example.test".to_owned(),
+                vec![[127, 0, 0, 2].into()],
+            ),
+            (
+                "dc2.corp.example.test".to_owned(),
+                vec![[127, 0, 0, 3].into()],
+            ),
+        ],
+    })
+    .unwrap();
+    let password_file = dir.path().join("bind-password");
+    std::fs::write(&password_file, format!("{}\n", lab.svc_password)).unwrap();
+    let config = dir.path().join("ad-connector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {state:?}\n\n[source]\ndomain = \"corp.example.test\"\ndns_server = \"{dns}\"\nbind = {bind:?}\npassword_file = {pw:?}\nca_file = {ca:?}\nbase_dn = {ou:?}\n\n{sink}\n",
+            state = dir.path().join("state"),
+            dns = dns.addr(),
+            bind = lab.svc_bind,
+            pw = password_file,
+            ca = lab.ca_der,
+            sink = jsonl_sink(dir.path()),
+        ),
+    )
+    .unwrap();
+    let test = run(&config, &["test"]);
+    let out = text(&test);
+    println!("{out}");
+    assert!(test.status.success(), "{out}");
+    let first = out
+        .find("DC 1 of 2 (ldaps://dc1.corp.example.test:636; SRV")
+        .unwrap_or(usize::MAX);
+    let second = out
+        .find("DC 2 of 2 (ldaps://dc2.corp.example.test:636; SRV")
+        .unwrap_or(0);
+    assert!(
+        first < second,
+        "dc1 (priority 0) before dc2 (priority 10): {out}"
+    );
+    assert!(!out.contains("FAIL"), "{out}");
+
+    let sync = run(&config, &["sync"]);
+    let log = text(&sync);
+    assert!(sync.status.success(), "{log}");
+    assert!(
+        log.contains("this cycle reads from dc1.corp.example.test"),
+        "{log}"
+    );
+    assert!(log.contains("full sync: 2 users, 1 groups read"), "{log}");
+    assert!(dns.queries() >= 3, "SRV and A queries were answered");
+}
