@@ -30,7 +30,7 @@ const BIND_IN_PROGRESS: u32 = 14;
 const LAYER_PRIVACY: u8 = 4;
 /// The largest wrapped buffer we accept from the DC (what we announce: OpenLDAP's value).
 const RECV_MAX: u32 = 0x009F_FFB8;
-/// Plain bytes per buffer we send (far below any DC's limit once wrapped).
+/// Plain bytes per buffer we send at most (less when the DC announces a smaller limit).
 const SEND_CHUNK: usize = 32 * 1024;
 
 /// A sealed session: the local end ldap3 talks plain LDAP on.
@@ -97,8 +97,19 @@ pub(crate) async fn open(
     let answer = exchange.round(None).await?;
     let offer = in_progress(&answer, creds, host)?;
     let offer = ctx.unwrap(&offer).map_err(|e| gss(format!("{e:#}")))?;
-    let Some(&layers) = offer.first() else {
-        return Err(gss("the DC sent an empty security-layer offer".to_owned()));
+    let (layers, server_max) = match offer.get(..4) {
+        Some(&[layers, a, b, c]) => (layers, u32::from_be_bytes([0, a, b, c]) as usize),
+        _ => {
+            return Err(gss(
+                "the DC's security-layer offer is not 4 bytes (RFC 4752)".to_owned(),
+            ));
+        }
+    };
+    // What we send in one buffer, wrapped: within the DC's limit (0: none), with room for
+    // the wrapping (a few dozen bytes).
+    let chunk = match server_max {
+        0 => SEND_CHUNK,
+        max => SEND_CHUNK.min(max.saturating_sub(1024).max(512)),
     };
     if layers & LAYER_PRIVACY == 0 {
         return Err(gss(format!(
@@ -136,6 +147,7 @@ pub(crate) async fn open(
         tcp_write,
         Arc::clone(&ctx),
         name.clone(),
+        chunk,
     ));
     tokio::spawn(inbound(tcp_read, leftover, local_write, ctx, name));
     Ok(Sealed { local })
@@ -329,8 +341,9 @@ async fn outbound(
     mut to: tokio::net::tcp::OwnedWriteHalf,
     ctx: Ctx,
     host: String,
+    chunk_size: usize,
 ) {
-    let mut chunk = vec![0u8; SEND_CHUNK];
+    let mut chunk = vec![0u8; chunk_size];
     loop {
         let n = match from.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
