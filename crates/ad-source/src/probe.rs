@@ -471,7 +471,18 @@ async fn probe_here(config: &SourceConfig) -> ProbeReport {
                     certificate_sentence(info, Utc::now()).1
                 ));
             }
-            r.fail(ProbeStepKind::Tls, message);
+            // On plain LDAP with Kerberos the bind happens while opening (sealing): its
+            // failure belongs to the Kerberos step it is about, not to TLS.
+            let step = match &e {
+                SourceError::Kerberos(f) => match f.kind {
+                    crate::kerberos::KerberosFailureKind::SpnNotFound
+                    | crate::kerberos::KerberosFailureKind::ChannelBindingRejected
+                    | crate::kerberos::KerberosFailureKind::BindRefused => ProbeStepKind::Bind,
+                    _ => ProbeStepKind::KerberosTicket,
+                },
+                _ => ProbeStepKind::Tls,
+            };
+            r.fail(step, message);
             return r.finish(certificate);
         }
     };
