@@ -604,24 +604,21 @@ impl Store {
         {
             return Ok(Some(mark));
         }
-        let updated: Option<String> = self
-            .conn
-            .query_row("SELECT updated_at FROM checkpoint WHERE id = 1", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(self.db())?;
-        Ok(match (self.checkpoint()?, updated) {
-            (Some(cp), Some(updated)) if cp.position.dc_host.eq_ignore_ascii_case(dc_host) => {
-                Some(DcMark {
-                    position: cp.position,
-                    updated_at: DateTime::parse_from_rfc3339(&updated)
-                        .map(|t| t.with_timezone(&Utc))
-                        .map_err(|e| self.corrupt("checkpoint time", e))?,
-                })
-            }
-            _ => None,
-        })
+        let Some(cp) = self
+            .checkpoint()?
+            .filter(|cp| cp.position.dc_host.eq_ignore_ascii_case(dc_host))
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .optional_time(
+                "SELECT updated_at FROM checkpoint WHERE id = 1",
+                "checkpoint time",
+            )?
+            .map(|updated_at| DcMark {
+                position: cp.position,
+                updated_at,
+            }))
     }
 
     /// The connector state.
@@ -1624,6 +1621,35 @@ mod tests {
             read_at: Some(Utc::now()),
             scope: Some("base".into()),
         }
+    }
+
+    #[test]
+    fn each_dc_has_its_mark_and_old_state_has_the_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        store
+            .finish_cycle(Some(&checkpoint(42)), &Leftovers::default(), now)
+            .unwrap();
+        let mut other = checkpoint(1_000_042);
+        other.position.dc_host = "DC2.corp.example.test".into();
+        store
+            .finish_cycle(Some(&other), &Leftovers::default(), now)
+            .unwrap();
+        assert_eq!(store.dc_marks().unwrap().len(), 2);
+        let mark = |store: &Store, host| store.dc_mark(host).unwrap().map(|m| m.position.usn);
+        assert_eq!(mark(&store, "dc1.corp.example.test"), Some(42));
+        assert_eq!(
+            mark(&store, "dc2.CORP.example.test"),
+            Some(1_000_042),
+            "any case"
+        );
+        assert_eq!(mark(&store, "dc3.corp.example.test"), None);
+
+        // State written before marks existed: the checkpoint is its own DC's mark.
+        store.conn.execute("DELETE FROM dc_marks", []).unwrap();
+        assert_eq!(mark(&store, "dc2.corp.example.test"), Some(1_000_042));
+        assert_eq!(mark(&store, "dc1.corp.example.test"), None);
     }
 
     #[test]
