@@ -13,7 +13,7 @@
 //! the **bind** is not, because every DC of the domain would refuse the same credentials and
 //! each attempt counts towards the account's lockout.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ pub struct DcCandidate {
     pub origin: String,
     /// The addresses the name resolved to, when the locator resolved it (discovered DCs).
     #[serde(skip)]
-    pub(crate) addrs: Vec<SocketAddr>,
+    pub(crate) addrs: Vec<IpAddr>,
 }
 
 /// A DC that was passed over, and why.
@@ -109,12 +109,7 @@ impl Source {
             };
             for addr in addrs {
                 tries += 1;
-                let mut pinned = config.clone();
-                pinned.url = candidate.url.clone().into();
-                pinned.domain = None;
-                pinned.site = None;
-                pinned.pinned_addr = Some(addr);
-                let source = self.with_config(pinned);
+                let source = self.with_config(one_dc(config, &candidate.url, Some(addr)));
                 match Session::open(source.config_arc()).await {
                     Ok(session) => {
                         let root = session.root.clone();
@@ -232,7 +227,7 @@ pub(crate) async fn candidates(config: &SourceConfig) -> Result<Vec<DcCandidate>
     order_srv(&mut records, &stable_seed(config));
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        let addrs = resolve_target(&resolver, &record.target, config, timeout).await;
+        let addrs = resolve_target(&resolver, &record.target, timeout).await;
         out.push(DcCandidate {
             url: discovered_url(config, &record.target, record.port),
             origin: format!(
@@ -279,28 +274,23 @@ fn resolver(config: &SourceConfig) -> Result<Resolver<TokioRuntimeProvider>, Sou
 async fn resolve_target(
     resolver: &Resolver<TokioRuntimeProvider>,
     target: &str,
-    config: &SourceConfig,
     timeout: Duration,
-) -> Vec<SocketAddr> {
-    let port = match config.discovered_scheme {
-        crate::config::DiscoveredScheme::Ldaps => 636,
-        crate::config::DiscoveredScheme::Ldap => 0,
-    };
+) -> Vec<IpAddr> {
     let fqdn = format!("{target}.");
     match tokio::time::timeout(timeout, resolver.lookup_ip(fqdn.as_str())).await {
         Ok(Ok(ips)) => {
-            let mut addrs: Vec<SocketAddr> =
-                ips.iter().map(|ip| SocketAddr::new(ip, port)).collect();
-            addrs.sort();
-            addrs.dedup();
-            addrs
+            let mut ips: Vec<IpAddr> = ips.iter().collect();
+            ips.sort();
+            ips.dedup();
+            ips
         }
         _ => Vec::new(),
     }
 }
 
-/// Every address of a candidate, sorted so that a cycle prefers the same one each time.
-async fn addresses(
+/// Every address of a candidate (with the port of its URL), sorted so that a cycle prefers
+/// the same one each time.
+pub(crate) async fn addresses(
     config: &SourceConfig,
     candidate: &DcCandidate,
 ) -> Result<Vec<SocketAddr>, SourceError> {
@@ -309,13 +299,23 @@ async fn addresses(
         return Ok(candidate
             .addrs
             .iter()
-            .map(|a| SocketAddr::new(a.ip(), endpoint.port))
+            .map(|ip| SocketAddr::new(*ip, endpoint.port))
             .collect());
     }
     let mut addrs = crate::connection::resolve(&endpoint, config.connect_timeout()).await?;
     addrs.sort();
     addrs.dedup();
     Ok(addrs)
+}
+
+/// The configuration of one DC: its URL, and the address to connect to when pinned.
+pub(crate) fn one_dc(config: &SourceConfig, url: &str, addr: Option<SocketAddr>) -> SourceConfig {
+    let mut one = config.clone();
+    one.url = url.to_owned().into();
+    one.domain = None;
+    one.site = None;
+    one.pinned_addr = addr;
+    one
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -272,12 +272,17 @@ pub async fn probe_dcs(config: &SourceConfig) -> Result<Vec<DcProbe>, SourceErro
     let candidates = crate::locator::candidates(config).await?;
     let mut out = Vec::with_capacity(candidates.len());
     for candidate in candidates {
-        let mut one = config.clone();
-        one.url = candidate.url.clone().into();
-        one.domain = None;
-        one.site = None;
-        one.pinned_addr = candidate.addrs.first().copied();
-        let report = probe(&one).await;
+        // A DC found in DNS is probed at the address that DNS server gave (with its URL's
+        // port); a listed one through the system resolver, as a step of its own.
+        let addr = if candidate.addrs.is_empty() {
+            None
+        } else {
+            crate::locator::addresses(config, &candidate)
+                .await
+                .ok()
+                .and_then(|addrs| addrs.first().copied())
+        };
+        let report = probe(&crate::locator::one_dc(config, &candidate.url, addr)).await;
         out.push(DcProbe {
             url: candidate.url,
             origin: candidate.origin,

@@ -58,9 +58,8 @@ impl Dc {
                     self.server = Some(server);
                     return;
                 }
-                Err(e) if tries < 50 => {
+                Err(_) if tries < 50 => {
                     tries += 1;
-                    let _ = e;
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
                 Err(e) => panic!("restarting the DC on {}: {e}", self.addr),
@@ -446,6 +445,14 @@ async fn dns_discovery_pins_one_address_per_cycle_and_fails_over_by_priority() {
         format!("ldap://dc.corp.example.test:{port}")
     );
     assert!(candidates[0].origin.contains("priority 0 weight 100"));
+    // `test` probes the discovered DC at the address DNS gave, on the SRV record's port.
+    let probes = ad_source::probe::probe_dcs(&config).await.unwrap();
+    assert_eq!(probes.len(), 1);
+    assert!(
+        probes[0].report.ok(),
+        "{:?}",
+        probes[0].report.first_failure()
+    );
 
     // The lowest address first, every cycle: dc1 on 127.0.0.1.
     let r = lab.cycle_on(config.clone(), false).await;
