@@ -231,8 +231,11 @@ pub(crate) async fn candidates(config: &SourceConfig) -> Result<Vec<DcCandidate>
         out.push(DcCandidate {
             url: discovered_url(config, &record.target, record.port),
             origin: format!(
-                "SRV {name} priority {} weight {} port {}",
-                record.priority, record.weight, record.port
+                "SRV {} priority {} weight {} port {}",
+                name.trim_end_matches('.'),
+                record.priority,
+                record.weight,
+                record.port
             ),
             addrs,
         });

@@ -450,6 +450,26 @@ async fn probe_here(config: &SourceConfig) -> ProbeReport {
         }
     }
 
+    // Sealed plain LDAP: the Kerberos bind happens while the connection opens, so get the
+    // tickets first, each at its own step (an SPN the KDC lacks is a service-ticket failure,
+    // not a bind or TLS one).
+    #[cfg(feature = "kerberos")]
+    let mut tickets = None;
+    if sealed {
+        r.record(
+            ProbeStepKind::Tls,
+            ProbeOutcome::Pass,
+            "no TLS: the session is to be sealed (encrypted) by Kerberos after the bind (SASL GSSAPI privacy)",
+        );
+        #[cfg(feature = "kerberos")]
+        if let Some(kerberos) = &config.kerberos {
+            match kerberos_tickets(&mut r, kerberos, &endpoint.host).await {
+                Some(creds) => tickets = Some(creds),
+                None => return r.finish(None),
+            }
+        }
+    }
+
     // TLS
     let tls_config = match tls::client_config(config) {
         Ok(c) => c,
@@ -476,15 +496,11 @@ async fn probe_here(config: &SourceConfig) -> ProbeReport {
                     certificate_sentence(info, Utc::now()).1
                 ));
             }
-            // On plain LDAP with Kerberos the bind happens while opening (sealing): its
-            // failure belongs to the Kerberos step it is about, not to TLS.
+            // On plain LDAP with Kerberos the bind happens while opening (sealing), after
+            // the ticket steps passed: its failure belongs to the bind, not to TLS.
             let step = match &e {
-                SourceError::Kerberos(f) => match f.kind {
-                    crate::kerberos::KerberosFailureKind::SpnNotFound
-                    | crate::kerberos::KerberosFailureKind::ChannelBindingRejected
-                    | crate::kerberos::KerberosFailureKind::BindRefused => ProbeStepKind::Bind,
-                    _ => ProbeStepKind::KerberosTicket,
-                },
+                SourceError::Kerberos(_) if sealed => ProbeStepKind::Bind,
+                SourceError::Kerberos(_) => ProbeStepKind::KerberosTicket,
                 _ => ProbeStepKind::Tls,
             };
             r.fail(step, message);
@@ -492,11 +508,7 @@ async fn probe_here(config: &SourceConfig) -> ProbeReport {
         }
     };
     if sealed {
-        r.record(
-            ProbeStepKind::Tls,
-            ProbeOutcome::Pass,
-            "no TLS: the session is to be sealed (encrypted) by Kerberos after the bind (SASL GSSAPI privacy)",
-        );
+        // recorded above, before the tickets
     } else if endpoint.transport == Transport::Plain {
         r.record(
             ProbeStepKind::Tls,
@@ -532,10 +544,17 @@ async fn probe_here(config: &SourceConfig) -> ProbeReport {
         op_timeout: config.operation_timeout(),
     };
     #[cfg(feature = "kerberos")]
-    if let Some(kerberos) = &config.kerberos
-        && !kerberos_bind(&mut r, &mut conn, config, kerberos).await
-    {
-        return r.finish(certificate);
+    if let Some(kerberos) = &config.kerberos {
+        let creds = match tickets {
+            Some(creds) => creds,
+            None => match kerberos_tickets(&mut r, kerberos, &endpoint.host).await {
+                Some(creds) => creds,
+                None => return r.finish(certificate),
+            },
+        };
+        if !kerberos_bind(&mut r, &mut conn, config, &creds).await {
+            return r.finish(certificate);
+        }
     }
     if config.kerberos.is_none() {
         if let Err(e) = connection::bind(&mut conn, config).await {
@@ -678,19 +697,20 @@ async fn probe_here(config: &SourceConfig) -> ProbeReport {
 }
 
 /// The Kerberos steps: initial ticket, service ticket, bind, protection. False when one failed.
+/// The `kerberos_ticket` and `service_ticket` steps: the initial ticket (keytab or cache)
+/// and a service ticket for `ldap/<host>`; `None` once one failed (recorded).
 #[cfg(feature = "kerberos")]
-async fn kerberos_bind(
+async fn kerberos_tickets(
     r: &mut Recorder,
-    conn: &mut Connection,
-    config: &SourceConfig,
     kerberos: &crate::kerberos::KerberosConfig,
-) -> bool {
-    use crate::kerberos::{self, Protection};
+    host: &str,
+) -> Option<crate::kerberos::Credentials> {
+    use crate::kerberos;
     let creds = match kerberos::acquire(kerberos).await {
         Ok(c) => c,
         Err(e) => {
             r.fail(ProbeStepKind::KerberosTicket, e.to_string());
-            return false;
+            return None;
         }
     };
     let minutes = creds.lifetime.as_secs() / 60;
@@ -711,8 +731,7 @@ async fn kerberos_bind(
             minutes % 60
         ),
     );
-    let host = conn.endpoint.host.clone();
-    match kerberos::service_ticket(&creds, &host).await {
+    match kerberos::service_ticket(&creds, host).await {
         Ok(spn) => r.record(
             ProbeStepKind::ServiceTicket,
             ProbeOutcome::Pass,
@@ -720,10 +739,22 @@ async fn kerberos_bind(
         ),
         Err(e) => {
             r.fail(ProbeStepKind::ServiceTicket, e.to_string());
-            return false;
+            return None;
         }
     }
-    let protection = match kerberos::bind_with(conn, config, &creds).await {
+    Some(creds)
+}
+
+/// The `bind` and `protection` steps of a Kerberos bind with `creds`.
+#[cfg(feature = "kerberos")]
+async fn kerberos_bind(
+    r: &mut Recorder,
+    conn: &mut Connection,
+    config: &SourceConfig,
+    creds: &crate::kerberos::Credentials,
+) -> bool {
+    use crate::kerberos::{self, Protection};
+    let protection = match kerberos::bind_with(conn, config, creds).await {
         Ok(p) => p,
         Err(e) => {
             r.fail(ProbeStepKind::Bind, e.to_string());

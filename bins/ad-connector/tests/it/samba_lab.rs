@@ -1205,84 +1205,81 @@ fn lab_add_user_on(lab: &Lab, url: &str, ou: &str, i: usize) {
     ldif_on(lab, url, "ldapadd", &user_ldif(ou, "fo", i));
 }
 
-/// DNS discovery of the two real DCs: a loopback DNS server publishes
-/// `_ldap._tcp.dc._msdcs.corp.example.test` (dc1 priority 0, dc2 priority 10) and their
-/// addresses, as a domain's DNS does (the lab's Samba runs without its DNS service).
-/// `test` checks both, in priority order, over LDAPS with their certificates checked against
-/// the names; a cycle reads from dc1.
+/// DNS discovery of the two real DCs from **Samba's own DNS**: both lab DCs run Samba's
+/// internal DNS server, dc2 registered its records at join (`samba_dnsupdate`, as a DC does
+/// on first start) with priority 10 for LDAP (dc1 keeps 0, as an administrator sets
+/// `LdapSrvPriority` on a backup DC). Asked of either DC's DNS, with or without the site,
+/// `test` checks both DCs in priority order over LDAPS, their certificates checked against
+/// the names the SRV records give; a cycle reads from dc1.
 #[test]
 fn samba_lab_dns_discovery_finds_both_dcs_in_priority_order() {
-    use ad_testkit::{DnsServer, DnsZone, SrvEntry};
     let lab = lab();
+    let env = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: the lab has no DNS or no second DC (scripts/lab-dc start)")
+        })
+    };
+    let domain = env("ADLAB_DNS_DOMAIN");
+    let site = env("ADLAB_SITE");
+    let dc1_dns = env("ADLAB_DNS_SERVER");
+    let dc2_dns = env("ADLAB_DC2_DNS_SERVER");
     let dir = tempfile::tempdir().unwrap();
     let ou = lab.scratch_ou("dns", 2);
     let _cleanup = Cleanup(&lab, ou.clone());
     replicate(); // dc2 must hold the OU too: `test` checks it there
-    let srv = |priority, target: &str| SrvEntry {
-        priority,
-        weight: 100,
-        port: 389,
-        target: target.to_owned(),
-    };
-    let dns = DnsServer::start(DnsZone {
-        srv: vec![(
-            "_ldap._tcp.dc._msdcs.corp.example.test".to_owned(),
-            vec![
-                srv(10, "dc2.corp.example.test"),
-                srv(0, "dc1.corp.example.test"),
-            ],
-        )],
-        a: vec![
-            (
-                "dc1.corp.example.test".to_owned(),
-                vec![[127, 0, 0, 2].into()],
-            ),
-            (
-                "dc2.corp.example.test".to_owned(),
-                vec![[127, 0, 0, 3].into()],
-            ),
-        ],
-    })
-    .unwrap();
     let password_file = dir.path().join("bind-password");
     std::fs::write(&password_file, format!("{}\n", lab.svc_password)).unwrap();
-    let config = dir.path().join("ad-connector.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {state:?}\n\n[source]\ndomain = \"corp.example.test\"\ndns_server = \"{dns}\"\nbind = {bind:?}\npassword_file = {pw:?}\nca_file = {ca:?}\nbase_dn = {ou:?}\n\n{sink}\n",
-            state = dir.path().join("state"),
-            dns = dns.addr(),
-            bind = lab.svc_bind,
-            pw = password_file,
-            ca = lab.ca_der,
-            sink = jsonl_sink(dir.path()),
-        ),
-    )
-    .unwrap();
-    let test = run(&config, &["test"]);
-    let out = text(&test);
-    println!("{out}");
-    assert!(test.status.success(), "{out}");
-    let first = out
-        .find("DC 1 of 2 (ldaps://dc1.corp.example.test:636; SRV")
-        .unwrap_or(usize::MAX);
-    let second = out
-        .find("DC 2 of 2 (ldaps://dc2.corp.example.test:636; SRV")
-        .unwrap_or(0);
-    assert!(
-        first < second,
-        "dc1 (priority 0) before dc2 (priority 10): {out}"
-    );
-    assert!(!out.contains("FAIL"), "{out}");
+    let write_config = |name: &str, dns: &str, site: Option<&str>| {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::create_dir_all(dir.path().join(name)).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = {state:?}\n\n[source]\ndomain = {domain:?}\n{site}dns_server = {dns:?}\nbind = {bind:?}\npassword_file = {pw:?}\nca_file = {ca:?}\nbase_dn = {ou:?}\n\n{sink}\n",
+                state = dir.path().join(format!("state-{name}")),
+                site = site.map(|s| format!("site = {s:?}\n")).unwrap_or_default(),
+                bind = lab.svc_bind,
+                pw = password_file,
+                ca = lab.ca_der,
+                sink = jsonl_sink(&dir.path().join(name)),
+            ),
+        )
+        .unwrap();
+        config
+    };
+    for (name, dns, site) in [
+        ("dc1-dns", dc1_dns.as_str(), None),
+        ("dc2-dns", dc2_dns.as_str(), None),
+        ("dc1-dns-site", dc1_dns.as_str(), Some(site.as_str())),
+    ] {
+        let config = write_config(name, dns, site);
+        let test = run(&config, &["test"]);
+        let out = text(&test);
+        println!("===== test, SRV from {dns}, site {site:?}\n{out}");
+        assert!(test.status.success(), "{out}");
+        let first = out
+            .find("DC 1 of 2 (ldaps://dc1.corp.example.test:636; SRV")
+            .unwrap_or(usize::MAX);
+        let second = out
+            .find("DC 2 of 2 (ldaps://dc2.corp.example.test:636; SRV")
+            .unwrap_or(0);
+        assert!(
+            first < second,
+            "dc1 (priority 0) before dc2 (priority 10): {out}"
+        );
+        assert!(!out.contains("FAIL"), "{out}");
+        if let Some(site) = site {
+            let asked = format!("SRV _ldap._tcp.{site}._sites.dc._msdcs.{domain} priority 0");
+            assert!(out.contains(&asked), "{asked} in: {out}");
+        }
 
-    let sync = run(&config, &["sync"]);
-    let log = text(&sync);
-    assert!(sync.status.success(), "{log}");
-    assert!(
-        log.contains("this cycle reads from dc1.corp.example.test"),
-        "{log}"
-    );
-    assert!(log.contains("full sync: 2 users, 1 groups read"), "{log}");
-    assert!(dns.queries() >= 3, "SRV and A queries were answered");
+        let sync = run(&config, &["sync"]);
+        let log = text(&sync);
+        assert!(sync.status.success(), "{log}");
+        assert!(
+            log.contains("this cycle reads from dc1.corp.example.test"),
+            "{log}"
+        );
+        assert!(log.contains("full sync: 2 users, 1 groups read"), "{log}");
+    }
 }
