@@ -183,14 +183,10 @@ impl Source {
         if to <= from {
             return Ok(TimeBoundary::default());
         }
-        let mut session = Session::open(self.config_arc()).await?;
-        let host = session.conn.host().to_owned();
         let now = self.now();
-        crate::session::isolated(host, "the time-boundary search", async move {
+        self.with_session("the time-boundary search", move |mut session| async move {
             let result = boundary_in(&mut session, Window::new(from, to), now).await;
-            let conn = session.conn.clone();
-            conn.close().await;
-            result
+            (session, result)
         })
         .await
     }

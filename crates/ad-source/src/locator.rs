@@ -79,9 +79,9 @@ impl Source {
         let config = self.config();
         if config.pinned_addr.is_some() {
             // Already pinned: read the rootDSE of the same DC again.
-            let session = Session::open(self.config_arc()).await?;
+            let session = Session::reuse_or_open(self.config_arc(), self.parked()).await?;
             let root = session.root.clone();
-            session.conn.close().await;
+            self.parked().put(session).await;
             return Ok(PinnedDc {
                 source: self.clone(),
                 root,
@@ -113,7 +113,8 @@ impl Source {
                 match Session::open(source.config_arc()).await {
                     Ok(session) => {
                         let root = session.root.clone();
-                        session.conn.close().await;
+                        // The cycle's first read continues on this connection.
+                        source.parked().put(session).await;
                         for passed in &passed_over {
                             tracing::warn!(
                                 dc = %passed.dc, reason = %passed.reason,

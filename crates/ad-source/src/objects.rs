@@ -87,15 +87,14 @@ impl Source {
         &self,
         since: &Checkpoint,
     ) -> Result<ChangedGroups, SourceError> {
-        let mut session = Session::open(self.config_arc()).await?;
-        let host = session.conn.host().to_owned();
         let since = since.clone();
-        crate::session::isolated(host, "the search for changed groups", async move {
-            let result = groups_changed_in(&mut session, &since).await;
-            let conn = session.conn.clone();
-            conn.close().await;
-            result
-        })
+        self.with_session(
+            "the search for changed groups",
+            move |mut session| async move {
+                let result = groups_changed_in(&mut session, &since).await;
+                (session, result)
+            },
+        )
         .await
     }
 
@@ -114,14 +113,10 @@ impl Source {
         if guids.is_empty() {
             return Ok(HashSet::new());
         }
-        let mut session = Session::open(self.config_arc()).await?;
-        let host = session.conn.host().to_owned();
         let guids = guids.clone();
-        crate::session::isolated(host, "the search for tombstones", async move {
+        self.with_session("the search for tombstones", move |mut session| async move {
             let result = tombstones_in(&mut session, &guids).await;
-            let conn = session.conn.clone();
-            conn.close().await;
-            result
+            (session, result)
         })
         .await
     }
@@ -130,14 +125,10 @@ impl Source {
         if dns.is_empty() {
             return Ok(Vec::new());
         }
-        let mut session = Session::open(self.config_arc()).await?;
-        let host = session.conn.host().to_owned();
         let (dns, source) = (dns.to_vec(), self.clone());
-        crate::session::isolated(host, "a re-read of objects", async move {
+        self.with_session("a re-read of objects", move |mut session| async move {
             let result = read_objects_in(&mut session, &dns, kinds, &source).await;
-            let conn = session.conn.clone();
-            conn.close().await;
-            result
+            (session, result)
         })
         .await
     }

@@ -264,6 +264,88 @@ impl Session {
     }
 }
 
+/// The session a [`Source`](crate::Source) keeps open between the reads of one cycle: the DC
+/// was pinned with a connection, TLS handshake, bind and rootDSE read, and the cycle's next
+/// read (the full or delta run, then the group re-checks, object re-reads and tombstone
+/// lookups that follow it) takes that session instead of connecting again. A read gives
+/// its session back only when it succeeded; a failed one closes it. Clones share the slot.
+#[derive(Clone, Default)]
+pub(crate) struct Parked(Arc<std::sync::Mutex<Option<Session>>>);
+
+impl Parked {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Session>> {
+        // A poisoned lock only means a panic while holding it; the Option is still sound.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(&self) -> Option<Session> {
+        self.slot().take()
+    }
+
+    /// Keep `session` for the next read; a session kept before is closed.
+    pub(crate) async fn put(&self, session: Session) {
+        let replaced = self.slot().replace(session);
+        if let Some(old) = replaced {
+            old.conn.clone().close().await;
+        }
+    }
+
+    /// Close the kept session, if any (unbind).
+    pub(crate) async fn close(&self) {
+        let kept = self.take();
+        if let Some(session) = kept {
+            session.conn.clone().close().await;
+        }
+    }
+
+    /// Whether a session is kept (tests).
+    #[cfg(test)]
+    pub(crate) fn is_full(&self) -> bool {
+        self.slot().is_some()
+    }
+}
+
+impl Session {
+    /// The session for the next read: the kept one when it still answers on the same DC
+    /// (its rootDSE read again, so a run's highestCommittedUSN is read at the run's start,
+    /// as with a new connection; counters start from zero), otherwise a new one.
+    pub(crate) async fn reuse_or_open(
+        config: Arc<SourceConfig>,
+        parked: &Parked,
+    ) -> Result<Session, SourceError> {
+        if let Some(kept) = parked.take() {
+            let host = kept.conn.host().to_owned();
+            let refreshed = isolated(host, "the rootDSE read", async move {
+                let root = root_dse::read(&kept.conn).await;
+                Ok((kept, root))
+            })
+            .await;
+            match refreshed {
+                Ok((mut kept, Ok(root)))
+                    if root.dns_host_name.eq_ignore_ascii_case(&kept.pin.0)
+                        && root.invocation_id == kept.pin.1 =>
+                {
+                    kept.page_size = effective_page_size(kept.config.page_size, root.max_page_size);
+                    kept.root = root;
+                    kept.counters = Counters::default();
+                    return Ok(kept);
+                }
+                Ok((kept, Ok(_))) => {
+                    // Another DC or a restored database behind the same connection: start
+                    // over, as a new connection would (the caller compares identities).
+                    kept.conn.clone().close().await;
+                }
+                Ok((_, Err(e))) | Err(e) => {
+                    tracing::debug!(error = %e, "the session kept from the last read no longer answers; connecting again");
+                }
+            }
+        }
+        Session::open(config).await
+    }
+}
+
 /// The configured page size, never above the server's limit (AD default 1000 when unknown).
 pub(crate) fn effective_page_size(configured: u32, server_max: Option<u32>) -> u32 {
     let limit = server_max

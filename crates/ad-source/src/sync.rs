@@ -144,6 +144,8 @@ pub enum DeltaOutcome {
 pub struct Source {
     config: Arc<SourceConfig>,
     clock: Clock,
+    /// The session kept between the reads of a cycle (see [`Source::pin`]).
+    parked: crate::session::Parked,
 }
 
 impl std::fmt::Debug for Source {
@@ -162,11 +164,56 @@ impl Source {
         Ok(Source {
             config: Arc::new(config),
             clock: Arc::new(Utc::now),
+            parked: Default::default(),
         })
     }
 
     pub(crate) fn from_parts(config: Arc<SourceConfig>, clock: Clock) -> Source {
-        Source { config, clock }
+        Source {
+            config,
+            clock,
+            parked: Default::default(),
+        }
+    }
+
+    /// The slot of the session kept for the next read.
+    pub(crate) fn parked(&self) -> &crate::session::Parked {
+        &self.parked
+    }
+
+    /// Close the connection this source kept open for its next read, if any (it unbinds).
+    /// A cycle calls this when it is done; a source dropped without it closes the
+    /// connection without an unbind.
+    pub async fn release(&self) {
+        self.parked.close().await;
+    }
+
+    /// Run `work` on the kept session or a new one, in a task of its own (see
+    /// [`isolated`](crate::session::isolated)); a successful read keeps its session for the
+    /// next read, a failed one closes it.
+    pub(crate) async fn with_session<T, Fut>(
+        &self,
+        during: &'static str,
+        work: impl FnOnce(Session) -> Fut,
+    ) -> Result<T, SourceError>
+    where
+        T: Send + 'static,
+        Fut: std::future::Future<Output = (Session, Result<T, SourceError>)> + Send + 'static,
+    {
+        let session = Session::reuse_or_open(self.config.clone(), &self.parked).await?;
+        let host = session.conn.host().to_owned();
+        let parked = self.parked.clone();
+        let work = work(session);
+        crate::session::isolated(host, during, async move {
+            let (session, result) = work.await;
+            if result.is_ok() {
+                parked.put(session).await;
+            } else {
+                session.conn.clone().close().await;
+            }
+            result
+        })
+        .await
     }
 
     pub(crate) fn clock(&self) -> Clock {
@@ -207,8 +254,14 @@ impl Source {
     /// are returned here; errors during the read end the event stream and come from
     /// [`SyncRun::finish`].
     pub async fn full_snapshot(&self) -> Result<SyncRun, SourceError> {
-        let session = Session::open(self.config.clone()).await?;
-        Ok(spawn_run(session, RunKind::Full, None, self.now()))
+        let session = Session::reuse_or_open(self.config.clone(), &self.parked).await?;
+        Ok(spawn_run(
+            session,
+            RunKind::Full,
+            None,
+            self.now(),
+            self.parked.clone(),
+        ))
     }
 
     /// Read what changed since `checkpoint` on the same DC: changed groups (with full member
@@ -219,9 +272,10 @@ impl Source {
         &self,
         checkpoint: &Checkpoint,
     ) -> Result<DeltaOutcome, SourceError> {
-        let session = Session::open(self.config.clone()).await?;
+        let session = Session::reuse_or_open(self.config.clone(), &self.parked).await?;
         if let Some(reason) = full_sync_reason(&session.root, checkpoint) {
-            session.conn.close().await;
+            // The full read that follows can use this connection.
+            self.parked.put(session).await;
             return Ok(DeltaOutcome::FullSyncRequired { reason });
         }
         Ok(DeltaOutcome::Changes(spawn_run(
@@ -229,6 +283,7 @@ impl Source {
             RunKind::Delta,
             Some(checkpoint.usn),
             self.now(),
+            self.parked.clone(),
         )))
     }
 }
@@ -256,14 +311,25 @@ pub fn full_sync_reason(root: &RootDse, checkpoint: &Checkpoint) -> Option<Strin
     None
 }
 
-fn spawn_run(session: Session, kind: RunKind, since: Option<u64>, now: DateTime<Utc>) -> SyncRun {
+/// Start the read in a task of its own. A run that completes gives its session back to
+/// `parked` (the cycle's next reads use it); one that fails closes it.
+fn spawn_run(
+    session: Session,
+    kind: RunKind,
+    since: Option<u64>,
+    now: DateTime<Utc>,
+    parked: crate::session::Parked,
+) -> SyncRun {
     let (tx, rx) = mpsc::channel(EVENT_BUFFER);
     let root_dse = session.root.clone();
     let task = tokio::spawn(async move {
         let mut session = session;
         let result = run(&mut session, kind, since, now, &tx).await;
-        let conn = session.conn.clone();
-        conn.close().await;
+        if result.is_ok() {
+            parked.put(session).await;
+        } else {
+            session.conn.clone().close().await;
+        }
         result
     });
     SyncRun {

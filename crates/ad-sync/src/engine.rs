@@ -164,6 +164,8 @@ impl Engine {
                 () = shutdown.cancelled() => Err(CycleError::Interrupted),
             }
         };
+        // The connection the cycle's reads shared: unbind now, not when the source drops.
+        pinned.source.release().await;
         match result {
             Ok(mut report) => {
                 report.duration_secs = started.elapsed().as_secs_f64();
@@ -224,10 +226,17 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(SyncRun, SyncMode, Option<String>, PinnedDc), CycleError> {
         let pinned = self.source.pin().await?;
-        let mark = self.store.dc_mark(&pinned.root.dns_host_name)?;
-        let (run, mode, reason) =
-            open_run(&pinned, stored, mark.as_ref(), request, &self.options, now).await?;
-        Ok((run, mode, reason, pinned))
+        let opened = match self.store.dc_mark(&pinned.root.dns_host_name) {
+            Ok(mark) => open_run(&pinned, stored, mark.as_ref(), request, &self.options, now).await,
+            Err(e) => Err(e.into()),
+        };
+        match opened {
+            Ok((run, mode, reason)) => Ok((run, mode, reason, pinned)),
+            Err(e) => {
+                pinned.source.release().await;
+                Err(e)
+            }
+        }
     }
 }
 

@@ -465,3 +465,45 @@ fn a_sent_batch_completes_while_the_reader_is_busy() {
         );
     });
 }
+
+/// A cycle costs the DC one connection, TLS handshake and bind: the session that pinned the
+/// DC serves the run, and the run's session serves the reads after it (changed groups,
+/// re-reads of members), each starting with a fresh rootDSE read. Before, a delta cycle
+/// connected and bound three times or more.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cycle_connects_and_binds_once() {
+    let lab = Lab::new();
+    let directory = lab.server.directory().clone();
+    let before = lab.server.stats();
+    lab.cycle(true).await.unwrap();
+    let after_full = lab.server.stats();
+    assert_eq!(after_full.connections - before.connections, 1, "full cycle");
+    assert_eq!(after_full.binds - before.binds, 1, "full cycle");
+
+    // A changed user and a changed group: the delta reads both, then re-checks groups.
+    let user = lab.manifest.users[3].clone();
+    directory
+        .modify(&user, [Modification::replace("title", ["Changed"])])
+        .unwrap();
+    let group = lab.manifest.department_groups[0].clone();
+    directory
+        .modify(
+            &group,
+            [Modification::add("member", [lab.manifest.users[4].clone()])],
+        )
+        .unwrap();
+    let report = lab.cycle(false).await.unwrap();
+    assert!(report.upserts >= 2, "{}", report.summary());
+    let after_delta = lab.server.stats();
+    assert_eq!(
+        after_delta.connections - after_full.connections,
+        1,
+        "delta cycle: {}",
+        report.summary()
+    );
+    assert_eq!(after_delta.binds - after_full.binds, 1, "delta cycle");
+    assert!(
+        after_delta.searches - after_full.searches >= 3,
+        "rootDSE, then the delta's searches on the same connection"
+    );
+}
