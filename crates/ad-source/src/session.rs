@@ -299,12 +299,6 @@ impl Parked {
             session.conn.clone().close().await;
         }
     }
-
-    /// Whether a session is kept (tests).
-    #[cfg(test)]
-    pub(crate) fn is_full(&self) -> bool {
-        self.slot().is_some()
-    }
 }
 
 impl Session {

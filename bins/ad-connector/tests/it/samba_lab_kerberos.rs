@@ -18,30 +18,9 @@ fn var(name: &str) -> String {
 #[test]
 fn samba_lab_kerberos_test_command_shows_the_kerberos_steps() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ad-connector.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {state:?}\n\n[source]\nurl = {url:?}\nca_file = {ca:?}\nbase_dn = {base:?}\n\n[source.kerberos]\nkeytab_file = {keytab:?}\nprincipal = {principal:?}\n\n[sink]\nkind = \"jsonl\"\n[sink.jsonl]\npath = {outbox:?}\n",
-            state = dir.path().join("state"),
-            url = var("ADLAB_LDAPS_URL"),
-            ca = var("ADLAB_CA_FILE"),
-            base = var("ADLAB_USERS_BASE_DN"),
-            keytab = var("ADLAB_SVC_KEYTAB"),
-            principal = var("ADLAB_SVC_PRINCIPAL"),
-            outbox = dir.path().join("outbox.jsonl"),
-        ),
-    )
-    .unwrap();
-    let output = bin()
-        .env("KRB5_CONFIG", var("ADLAB_KRB5_CONFIG"))
-        .arg("--config")
-        .arg(&config)
-        .arg("test")
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&output.stdout).into_owned();
-    println!("{out}");
+    let url = format!("url = {:?}\n", var("ADLAB_LDAPS_URL"));
+    let config = kerberos_config(dir.path(), &url, &keytab_lines());
+    let (output, out) = connection_test(&config, &[]);
     assert!(output.status.success(), "{}", text(&output));
     let principal = var("ADLAB_SVC_PRINCIPAL");
     for (step, words) in [
@@ -121,19 +100,37 @@ fn libfaketime() -> PathBuf {
     })
 }
 
-/// `ad-connector test` in a process whose clock runs two hours ahead of the DC's
-/// (libfaketime; monotonic time left alone, so timeouts behave).
-fn test_two_hours_ahead(config: &Path) -> Output {
-    bin()
-        .env("KRB5_CONFIG", var("ADLAB_KRB5_CONFIG"))
-        .env("LD_PRELOAD", libfaketime())
-        .env("FAKETIME", "+2h")
-        .env("DONT_FAKE_MONOTONIC", "1")
+/// `ad-connector test` with the lab's krb5.conf and `env`; its output, and its stdout
+/// (printed).
+fn connection_test(config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> (Output, String) {
+    let mut command = bin();
+    command.env("KRB5_CONFIG", var("ADLAB_KRB5_CONFIG"));
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command
         .arg("--config")
         .arg(config)
         .arg("test")
         .output()
-        .unwrap()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{out}");
+    (output, out)
+}
+
+/// `ad-connector test` in a process whose clock runs two hours ahead of the DC's
+/// (libfaketime; monotonic time left alone, so timeouts behave).
+fn test_two_hours_ahead(config: &Path) -> (Output, String) {
+    let preload = libfaketime();
+    connection_test(
+        config,
+        &[
+            ("LD_PRELOAD", preload.as_os_str()),
+            ("FAKETIME", "+2h".as_ref()),
+            ("DONT_FAKE_MONOTONIC", "1".as_ref()),
+        ],
+    )
 }
 
 /// Clock skew, seen live. With a ticket some other process obtained (`kinit` at the right
@@ -161,9 +158,8 @@ fn samba_lab_kerberos_clock_skew_is_a_sentence_and_a_keytab_recovers_from_it() {
 
     let url = format!("url = {:?}\n", var("ADLAB_LDAPS_URL"));
     let with_cache = kerberos_config(dir.path(), &url, &format!("ccache = {ccache:?}\n"));
-    let output = test_two_hours_ahead(&with_cache);
-    let out = String::from_utf8_lossy(&output.stdout).into_owned();
-    println!("===== ccache, clock two hours ahead\n{out}");
+    println!("===== ccache, clock two hours ahead");
+    let (output, out) = test_two_hours_ahead(&with_cache);
     assert!(!output.status.success(), "{out}");
     let line = step_line(&out, "service_ticket");
     assert!(line.contains("FAIL"), "{out}");
@@ -175,9 +171,8 @@ fn samba_lab_kerberos_clock_skew_is_a_sentence_and_a_keytab_recovers_from_it() {
     assert!(step_line(&out, "bind").contains("skip"), "{out}");
 
     let with_keytab = kerberos_config(dir.path(), &url, &keytab_lines());
-    let output = test_two_hours_ahead(&with_keytab);
-    let out = String::from_utf8_lossy(&output.stdout).into_owned();
-    println!("===== keytab, clock two hours ahead\n{out}");
+    println!("===== keytab, clock two hours ahead");
+    let (output, out) = test_two_hours_ahead(&with_keytab);
     assert!(output.status.success(), "{}", text(&output));
     assert!(step_line(&out, "bind").contains("PASS"), "{out}");
 }
@@ -213,15 +208,7 @@ fn samba_lab_kerberos_alias_name_without_spn_is_a_sentence() {
         dns.addr()
     );
     let config = kerberos_config(dir.path(), &source, &keytab_lines());
-    let output = bin()
-        .env("KRB5_CONFIG", var("ADLAB_KRB5_CONFIG"))
-        .arg("--config")
-        .arg(&config)
-        .arg("test")
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&output.stdout).into_owned();
-    println!("{out}");
+    let (output, out) = connection_test(&config, &[]);
     assert!(!output.status.success(), "{out}");
     assert!(step_line(&out, "kerberos_ticket").contains("PASS"), "{out}");
     let line = step_line(&out, "service_ticket");
