@@ -34,6 +34,10 @@ use ad_testkit::{
 use asset_sink::jsonl::{JsonlConfig, JsonlSink};
 use secrecy::SecretString;
 
+/// As in the product binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
