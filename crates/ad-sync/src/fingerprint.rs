@@ -434,11 +434,18 @@ mod tests {
                 .enumerate()
                 .map(|(i, dn)| group_ref(dn, 100 + i as u32))
                 .collect();
-            u.sid_history = (0..rng.random_range(0..4)).map(|_| sid(rng.random_range(1..30))).collect();
+            u.sid_history = (0..rng.random_range(0..4))
+                .map(|_| sid(rng.random_range(1..30)))
+                .collect();
             u.privileges = (0..rng.random_range(0..3))
                 .map(|i| ad_model::Privilege {
                     group: group_ref(dns[rng.random_range(0..dns.len())], 512 + i),
-                    via: u.groups.iter().take(rng.random_range(0..3)).cloned().collect(),
+                    via: u
+                        .groups
+                        .iter()
+                        .take(rng.random_range(0..3))
+                        .cloned()
+                        .collect(),
                 })
                 .collect();
             u.usn_changed = Some(round);
