@@ -313,7 +313,9 @@ CREATE TABLE IF NOT EXISTS objects (
     members TEXT
 );
 CREATE INDEX IF NOT EXISTS objects_seen ON objects (seen_cycle);
-CREATE INDEX IF NOT EXISTS objects_dn ON objects (dn COLLATE NOCASE);
+-- DN look-ups are of groups (member lists); an index of every user's DN would cost a random
+-- B-tree insert per user in a full sync (issue 12). `open` drops the older `objects_dn`.
+CREATE INDEX IF NOT EXISTS objects_group_dn ON objects (dn COLLATE NOCASE) WHERE kind = 'group';
 CREATE TABLE IF NOT EXISTS cycles (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     mode TEXT NOT NULL,
@@ -436,6 +438,10 @@ impl Store {
                     .map_err(&db)?;
             }
         }
+        // Up to 0.1: every object's DN was indexed (an older version opening this state
+        // creates that index again, and works as before).
+        conn.execute_batch("DROP INDEX IF EXISTS objects_dn")
+            .map_err(&db)?;
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('state', 'Registered'), ('schema', '2')",
             [],
@@ -1173,6 +1179,8 @@ impl Store {
 
     /// Record that full-sync cycle `cycle` found the entry at `dn` (unreadable, but there).
     /// Returns how many tracked objects have that DN (0: it cannot be matched by DN).
+    /// A scan of the objects (only group DNs are indexed): it runs only for an entry the
+    /// source could not read, GUID included.
     pub fn mark_read_dn(&mut self, cycle: i64, dn: &str) -> Result<usize, StoreError> {
         self.conn
             .execute(
