@@ -403,7 +403,7 @@ mod tests {
             dn: dn.to_owned(),
             sid: Some(sid(n)),
             name: Some(format!("g{n}")),
-            primary: n % 2 == 0,
+            primary: n.is_multiple_of(2),
         };
         let mut rng = StdRng::seed_from_u64(12);
         for round in 0..400 {
