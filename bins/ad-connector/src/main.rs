@@ -21,6 +21,12 @@ mod telemetry;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: a full sync allocates and frees a few hundred
+/// small blocks per entry (ldap3's BER tree, decoded records, JSON), across threads; glibc's
+/// malloc was about a third of the client's CPU (issue 12; the replay bench measures it).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand, ValueEnum};
 
 use ad_sync::{CycleError, CycleReport, CycleRequest, DeleteGuard, Engine, EngineOptions, Store};

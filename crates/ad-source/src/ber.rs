@@ -137,7 +137,7 @@ pub(crate) fn entry_from_tag(tag: StructureTag) -> Result<RawEntry, MalformedEnt
         .next()
         .and_then(constructed)
         .ok_or_else(|| bad(&dn, None, "the entry's attribute list is malformed"))?;
-    let mut entry = RawEntry::new(dn);
+    let mut entry = RawEntry::with_capacity(dn, attrs.len());
     let mut attrs = attrs.into_iter();
     while let Some(attr) = attrs.next() {
         // On failure: the GUID if it was read already or is among the attributes left.
@@ -188,14 +188,8 @@ pub(crate) fn entry_from_tag(tag: StructureTag) -> Result<RawEntry, MalformedEnt
                 }
             }
         }
-        // Same attribute twice (should not happen): keep every value.
-        let mut existing = entry.remove(&name).unwrap_or_default();
-        if existing.is_empty() {
-            existing = out;
-        } else {
-            existing.extend(out);
-        }
-        entry.set(&name, existing);
+        // Same attribute twice (should not happen): every value is kept.
+        entry.append(name, out);
     }
     Ok(entry)
 }

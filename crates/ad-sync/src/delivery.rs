@@ -205,12 +205,18 @@ async fn send_isolating(
     // Work list of sub-batches, in order.
     let mut work: VecDeque<Vec<Pending>> = VecDeque::from([pending]);
     while let Some(part) = work.pop_front() {
-        let batch = Batch {
-            id,
-            sync,
-            changes: part.iter().map(|p| p.change.clone()).collect(),
-        };
-        match sink.send(&batch).await {
+        // The changes move into the batch and back out of it (no copy of every record).
+        let (changes, records): (Vec<Change>, Vec<Record>) =
+            part.into_iter().map(|p| (p.change, p.record)).unzip();
+        let batch = Batch { id, sync, changes };
+        let result = sink.send(&batch).await;
+        let part: Vec<Pending> = batch
+            .changes
+            .into_iter()
+            .zip(records)
+            .map(|(change, record)| Pending { change, record })
+            .collect();
+        match result {
             Ok(ack) => {
                 settled.acks.push(ack);
                 for p in &part {

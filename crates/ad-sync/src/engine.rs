@@ -497,10 +497,27 @@ impl<'e> Cycle<'e> {
         dn: &str,
         linked: Option<Linked<'_>>,
     ) -> Result<(), CycleError> {
+        let stored_dn = self.store.object(&guid)?.map(|row| row.dn);
+        self.note_read_as(guid, dn, linked, stored_dn.as_deref(), true)
+    }
+
+    /// [`Cycle::note_read`] with what the store has already looked up: the DN it records
+    /// for the object (`None`: untracked). `mark`: false for an object about to be sent in a
+    /// full sync, which `Store::mark_in_doubt` marks as read before anything is decided.
+    fn note_read_as(
+        &mut self,
+        guid: Guid,
+        dn: &str,
+        linked: Option<Linked<'_>>,
+        stored_dn: Option<&str>,
+        mark: bool,
+    ) -> Result<(), CycleError> {
         if self.full() {
-            self.unmarked.push(guid);
-            if self.unmarked.len() >= MARK_CHUNK {
-                self.flush_marks()?;
+            if mark {
+                self.unmarked.push(guid);
+                if self.unmarked.len() >= MARK_CHUNK {
+                    self.flush_marks()?;
+                }
             }
         } else {
             self.read.insert(guid);
@@ -508,11 +525,11 @@ impl<'e> Cycle<'e> {
         }
         // A full sync too: a group read before a member moved still lists the old DN.
         let mut groups = Vec::new();
-        if let Some(row) = self.store.object(&guid)?
-            && !row.dn.eq_ignore_ascii_case(dn)
+        if let Some(stored_dn) = stored_dn
+            && !stored_dn.eq_ignore_ascii_case(dn)
         {
             self.store.update_dn(&guid, dn)?;
-            groups = self.store.rename_member(&row.dn, dn)?;
+            groups = self.store.rename_member(stored_dn, dn)?;
             if let Some(linked) = &linked {
                 groups.extend(linked.member_of.iter().cloned());
             }
@@ -553,16 +570,21 @@ impl<'e> Cycle<'e> {
         self.observer.object_read(ObjectKind::User);
         note_warnings(&mut self.report, &decoded.record.dn, &decoded.warnings);
         let user = decoded.record;
-        self.note_read(
+        // One look-up for both the DN check and the comparison.
+        let known = self.store.sent_state(&user.object_guid)?;
+        let hash = fingerprint::user(&user);
+        let unchanged = known.as_ref().and_then(|k| k.hash.as_deref()) == Some(hash.as_str());
+        self.note_read_as(
             user.object_guid,
             &user.dn,
             Some(Linked {
                 usn: user.usn_changed,
                 member_of: &user.member_of,
             }),
+            known.as_ref().map(|k| k.dn.as_str()),
+            unchanged,
         )?;
-        let hash = fingerprint::user(&user);
-        if self.store.stored_hash(&user.object_guid)?.as_deref() == Some(hash.as_str()) {
+        if unchanged {
             self.report.unchanged += 1;
             return Ok(());
         }

@@ -65,5 +65,5 @@ pub use observer::{Delivered, NoObserver, Observer};
 pub use report::{CycleError, CycleReport};
 pub use store::{
     ConnectorState, CycleOutcome, CycleRecord, DcMark, Leftovers, ObjectRow, QuarantineRow,
-    SentObject, SkippedRow, Store, StoreError, StoredCheckpoint, WithheldRow,
+    SentObject, SentState, SkippedRow, Store, StoreError, StoredCheckpoint, WithheldRow,
 };

@@ -174,6 +174,16 @@ pub struct ObjectRow {
     pub hash: String,
 }
 
+/// What [`Store::sent_state`] returns: what a read object is compared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentState {
+    /// DN when last recorded.
+    pub dn: String,
+    /// Content hash last acknowledged; `None` while the object is in doubt (it then
+    /// compares unequal to anything read).
+    pub hash: Option<String>,
+}
+
 /// One acknowledged upsert, as recorded.
 #[derive(Debug, Clone)]
 pub struct SentObject {
@@ -303,7 +313,9 @@ CREATE TABLE IF NOT EXISTS objects (
     members TEXT
 );
 CREATE INDEX IF NOT EXISTS objects_seen ON objects (seen_cycle);
-CREATE INDEX IF NOT EXISTS objects_dn ON objects (dn COLLATE NOCASE);
+-- DN look-ups are of groups (member lists); an index of every user's DN would cost a random
+-- B-tree insert per user in a full sync (issue 12). `open` drops the older `objects_dn`.
+CREATE INDEX IF NOT EXISTS objects_group_dn ON objects (dn COLLATE NOCASE) WHERE kind = 'group';
 CREATE TABLE IF NOT EXISTS cycles (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     mode TEXT NOT NULL,
@@ -426,6 +438,10 @@ impl Store {
                     .map_err(&db)?;
             }
         }
+        // Up to 0.1: every object's DN was indexed (an older version opening this state
+        // creates that index again, and works as before).
+        conn.execute_batch("DROP INDEX IF EXISTS objects_dn")
+            .map_err(&db)?;
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('state', 'Registered'), ('schema', '2')",
             [],
@@ -855,6 +871,28 @@ impl Store {
             .map_err(self.db())
     }
 
+    /// What the engine compares a read object with, in one query: the DN it was last
+    /// recorded with and its acknowledged hash (`None` while it is in doubt). `None` for an
+    /// object that is not tracked.
+    pub fn sent_state(&self, guid: &Guid) -> Result<Option<SentState>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT dn, hash, in_doubt FROM objects WHERE guid = ?1")
+            .map_err(self.db())?;
+        stmt.query_row([guid.to_string()], |r| {
+            Ok(SentState {
+                dn: r.get(0)?,
+                hash: if r.get::<_, i64>(2)? == 0 {
+                    Some(r.get(1)?)
+                } else {
+                    None
+                },
+            })
+        })
+        .optional()
+        .map_err(self.db())
+    }
+
     /// The stored row of an object.
     pub fn object(&self, guid: &Guid) -> Result<Option<ObjectRow>, StoreError> {
         let mut stmt = self
@@ -1122,6 +1160,7 @@ impl Store {
 
     /// Record that full-sync cycle `cycle` read these objects (changed or not): a cycle never
     /// deletes what it read. Called as objects are read, before anything is acknowledged.
+    /// (An object the cycle sends is marked by [`Store::mark_in_doubt`] instead.)
     pub fn mark_read(&mut self, cycle: i64, guids: &[Guid]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let db = db_err(&path);
@@ -1140,6 +1179,8 @@ impl Store {
 
     /// Record that full-sync cycle `cycle` found the entry at `dn` (unreadable, but there).
     /// Returns how many tracked objects have that DN (0: it cannot be matched by DN).
+    /// A scan of the objects (only group DNs are indexed): it runs only for an entry the
+    /// source could not read, GUID included.
     pub fn mark_read_dn(&mut self, cycle: i64, dn: &str) -> Result<usize, StoreError> {
         self.conn
             .execute(
@@ -1162,13 +1203,16 @@ impl Store {
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let db = db_err(&path);
+        let now = now.to_rfc3339();
         let tx = self.conn.transaction().map_err(&db)?;
         {
+            // Also read by this cycle (`seen_cycle`): the engine does not mark an object it
+            // sends separately (see `mark_read`).
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO objects (guid, kind, sid, dn, hash, last_sent, seen_cycle, members, in_doubt)
                      VALUES (?1, ?2, ?3, ?4, '', ?5, ?6, NULL, 1)
-                     ON CONFLICT (guid) DO UPDATE SET in_doubt = 1",
+                     ON CONFLICT (guid) DO UPDATE SET in_doubt = 1, seen_cycle = MAX(seen_cycle, ?6)",
                 )
                 .map_err(&db)?;
             for object in objects {
@@ -1177,7 +1221,7 @@ impl Store {
                     object.kind.as_str(),
                     object.sid.map(|s| s.to_string()),
                     object.dn,
-                    now.to_rfc3339(),
+                    now,
                     cycle,
                 ])
                 .map_err(&db)?;
@@ -1214,8 +1258,17 @@ impl Store {
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let db = db_err(&path);
+        let now = now.to_rfc3339();
         let tx = self.conn.transaction().map_err(&db)?;
         {
+            // The common case: the row was written by `mark_in_doubt` with this DN and cycle.
+            // Only unindexed columns change, so SQLite rewrites no index entry.
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE objects SET kind = ?2, sid = ?3, hash = ?5, last_sent = ?6, members = ?8, in_doubt = 0
+                     WHERE guid = ?1 AND dn = ?4 AND seen_cycle >= ?7",
+                )
+                .map_err(&db)?;
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT INTO objects (guid, kind, sid, dn, hash, last_sent, seen_cycle, members, in_doubt)
@@ -1235,18 +1288,21 @@ impl Store {
                         what: "group members",
                         detail: e.to_string(),
                     })?;
-                upsert
-                    .execute(params![
-                        object.guid.to_string(),
-                        object.kind.as_str(),
-                        object.sid.map(|s| s.to_string()),
-                        object.dn,
-                        object.hash,
-                        now.to_rfc3339(),
-                        cycle,
-                        members,
-                    ])
-                    .map_err(&db)?;
+                let guid = object.guid.to_string();
+                let sid = object.sid.map(|s| s.to_string());
+                let values = params![
+                    guid,
+                    object.kind.as_str(),
+                    sid,
+                    object.dn,
+                    object.hash,
+                    now,
+                    cycle,
+                    members,
+                ];
+                if update.execute(values).map_err(&db)? == 0 {
+                    upsert.execute(values).map_err(&db)?;
+                }
             }
             let mut delete = tx
                 .prepare_cached("DELETE FROM objects WHERE guid = ?1")

@@ -62,6 +62,14 @@ pub enum TestkitError {
     /// A SID string could not be parsed.
     #[error("invalid SID {0:?}")]
     InvalidSid(String),
+    /// A replay recording (see [`crate::Recorder`]) could not be written or read.
+    #[error("the replay recording {path} cannot be used: {reason}; delete it and record it again")]
+    Recording {
+        /// The recording file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A socket or runtime could not be set up.
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),

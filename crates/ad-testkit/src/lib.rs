@@ -35,6 +35,8 @@
 //!   searches, paged searches ending part-way ([`PageFault`]), failing ranged reads.
 //! - [`Company`]: a realistic, seeded company (every account state, nested and large groups).
 //! - [`GeneratedOptions`]: huge generated directories.
+//! - [`Recorder`], [`ReplayServer`]: record a server's answers once, replay them from a file
+//!   by copying bytes (client-only benchmarks).
 //! - [`filter`]: AD-flavoured filter evaluation and an RFC 4515 parser.
 //! - [`encoding`]: objectSid / objectGUID / FILETIME / GeneralizedTime encoders.
 //!
@@ -72,6 +74,7 @@ mod hostile;
 mod paging;
 mod persona;
 mod projection;
+mod replay;
 mod server;
 mod stats;
 
@@ -93,6 +96,7 @@ pub use fault::{
 };
 pub use generated::{GeneratedOptions, generated_container};
 pub use hostile::{HostileProxy, Mutation, MutationPlan};
+pub use replay::{Recorder, RecordingStats, ReplayServer};
 pub use server::{
     OID_MANAGE_DSA_IT, OID_PAGED_RESULTS, OID_SD_FLAGS, OID_SHOW_DELETED, OID_WHOAMI,
     ServerOptions, StatsHandle, TestServer,

@@ -8,6 +8,7 @@ mod faults;
 mod generated;
 mod paging;
 mod ranges;
+mod replay;
 mod rootdse;
 
 use std::collections::HashSet;
