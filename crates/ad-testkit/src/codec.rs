@@ -61,6 +61,13 @@ fn header(buf: &[u8]) -> Option<std::io::Result<(usize, usize)>> {
 
 /// The message id and operation tag of a complete LDAPMessage body.
 fn peek_id_and_op(body: &[u8]) -> Option<(i32, u8)> {
+    let (id, rest) = split_id(body)?;
+    Some((id, *rest.first()?))
+}
+
+/// The messageID (a BER INTEGER of 1 to 4 bytes) at the start of an LDAPMessage body, and
+/// the bytes after it (protocol op and controls).
+pub(crate) fn split_id(body: &[u8]) -> Option<(i32, &[u8])> {
     if *body.first()? != 0x02 {
         return None;
     }
@@ -74,8 +81,7 @@ fn peek_id_and_op(body: &[u8]) -> Option<(i32, u8)> {
     let id = digits
         .iter()
         .fold(start, |acc, b| (acc << 8) | i64::from(*b));
-    let op = *body.get(2 + len)?;
-    Some((i32::try_from(id).ok()?, op))
+    Some((i32::try_from(id).ok()?, body.get(2 + len..)?))
 }
 
 impl Decoder for RequestCodec {

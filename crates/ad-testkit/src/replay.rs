@@ -95,24 +95,7 @@ fn message_header(buf: &[u8]) -> Option<std::result::Result<(usize, usize), ()>>
 /// The message ID and the bytes after it (protocol op and controls) of a whole message.
 fn split_message(message: &[u8]) -> Option<(i32, &[u8])> {
     let (header, _) = message_header(message)?.ok()?;
-    let body = message.get(header..)?;
-    if *body.first()? != 0x02 {
-        return None;
-    }
-    let len = usize::from(*body.get(1)?);
-    if len == 0 || len > 4 {
-        return None;
-    }
-    let digits = body.get(2..2 + len)?;
-    let start: i64 = if digits.first().is_some_and(|b| b & 0x80 != 0) {
-        -1
-    } else {
-        0
-    };
-    let id = digits
-        .iter()
-        .fold(start, |acc, b| (acc << 8) | i64::from(*b));
-    Some((i32::try_from(id).ok()?, body.get(2 + len..)?))
+    crate::codec::split_id(message.get(header..)?)
 }
 
 fn ber_length(len: usize, out: &mut Vec<u8>) {
