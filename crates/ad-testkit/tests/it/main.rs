@@ -22,14 +22,25 @@ pub const PERSONS: &str = "(&(objectCategory=person)(objectClass=user))";
 
 /// A connection, not bound.
 pub async fn connect_anonymous(server: &TestServer) -> Ldap {
-    let (conn, ldap) = LdapConnAsync::new(&server.url()).await.unwrap();
+    anonymous_at(&server.url()).await
+}
+
+/// A connection to `url`, not bound.
+pub async fn anonymous_at(url: &str) -> Ldap {
+    let (conn, ldap) = LdapConnAsync::new(url).await.unwrap();
     ldap3::drive!(conn);
     ldap
 }
 
 /// A connection bound as the default service account.
 pub async fn connect(server: &TestServer) -> Ldap {
-    let mut ldap = connect_anonymous(server).await;
+    bound_at(&server.url()).await
+}
+
+/// A connection to `url` (a test server, recorder or replay server) bound as the default
+/// service account.
+pub async fn bound_at(url: &str) -> Ldap {
+    let mut ldap = anonymous_at(url).await;
     ldap.simple_bind(SERVICE_ACCOUNT_DN, SERVICE_ACCOUNT_PASSWORD)
         .await
         .unwrap()

@@ -6,20 +6,9 @@ use ad_testkit::{
     BASE_DN, Company, CompanyOptions, Recorder, ReplayServer, SERVICE_ACCOUNT_DN,
     SERVICE_ACCOUNT_PASSWORD, ServerOptions, TestServer,
 };
-use ldap3::{Ldap, LdapConnAsync, Scope};
+use ldap3::Scope;
 
-use super::{PERSONS, dns, paged};
-
-async fn bound(url: &str) -> Ldap {
-    let (conn, mut ldap) = LdapConnAsync::new(url).await.unwrap();
-    ldap3::drive!(conn);
-    ldap.simple_bind(SERVICE_ACCOUNT_DN, SERVICE_ACCOUNT_PASSWORD)
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    ldap
-}
+use super::{PERSONS, bound_at, dns, paged};
 
 #[tokio::test]
 async fn a_replayed_paged_read_returns_the_recorded_entries() {
@@ -32,7 +21,7 @@ async fn a_replayed_paged_read_returns_the_recorded_entries() {
     let file = dir.path().join("rec");
 
     let recorder = Recorder::start(server.addr(), &file).await.unwrap();
-    let mut ldap = bound(&recorder.url()).await;
+    let mut ldap = bound_at(&recorder.url()).await;
     let (recorded, res) = paged(&mut ldap, BASE_DN, PERSONS, vec!["cn", "objectGUID"], 100)
         .await
         .unwrap();
@@ -46,7 +35,7 @@ async fn a_replayed_paged_read_returns_the_recorded_entries() {
 
     let replay = ReplayServer::start(&file).await.unwrap();
     // Same requests, same message IDs: the recorded bytes as they are.
-    let mut ldap = bound(&replay.url()).await;
+    let mut ldap = bound_at(&replay.url()).await;
     let (again, res) = paged(&mut ldap, BASE_DN, PERSONS, vec!["cn", "objectGUID"], 100)
         .await
         .unwrap();
@@ -55,7 +44,7 @@ async fn a_replayed_paged_read_returns_the_recorded_entries() {
     assert_eq!(again.len(), recorded.len());
 
     // Other message IDs (two requests more before the read): envelopes written anew.
-    let mut ldap = bound(&replay.url()).await;
+    let mut ldap = bound_at(&replay.url()).await;
     ldap.simple_bind(SERVICE_ACCOUNT_DN, SERVICE_ACCOUNT_PASSWORD)
         .await
         .unwrap()
