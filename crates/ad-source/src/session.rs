@@ -292,6 +292,16 @@ impl Parked {
         }
     }
 
+    /// After a read on `session`: keep it when the read `succeeded`, close it when it failed
+    /// (the connection may be in any state).
+    pub(crate) async fn settle(&self, session: Session, succeeded: bool) {
+        if succeeded {
+            self.put(session).await;
+        } else {
+            session.conn.clone().close().await;
+        }
+    }
+
     /// Close the kept session, if any (unbind).
     pub(crate) async fn close(&self) {
         let kept = self.take();

@@ -206,11 +206,7 @@ impl Source {
         let work = work(session);
         crate::session::isolated(host, during, async move {
             let (session, result) = work.await;
-            if result.is_ok() {
-                parked.put(session).await;
-            } else {
-                session.conn.clone().close().await;
-            }
+            parked.settle(session, result.is_ok()).await;
             result
         })
         .await
@@ -325,11 +321,7 @@ fn spawn_run(
     let task = tokio::spawn(async move {
         let mut session = session;
         let result = run(&mut session, kind, since, now, &tx).await;
-        if result.is_ok() {
-            parked.put(session).await;
-        } else {
-            session.conn.clone().close().await;
-        }
+        parked.settle(session, result.is_ok()).await;
         result
     });
     SyncRun {
