@@ -373,21 +373,7 @@ pub(crate) fn user_entry(spec: &UserSpec, base_dn: &str, dns_domain: &str) -> En
     );
     put("sAMAccountName", one(&spec.sam));
     put("sAMAccountType", one("805306368"));
-    put("userAccountControl", one(&p.uac.to_string()));
-    put("primaryGroupID", one("513"));
-    put("pwdLastSet", one(&p.pwd_last_set.to_string()));
-    put("lastLogon", one(&p.last_logon.to_string()));
-    if let Some(t) = p.last_logon_timestamp {
-        put("lastLogonTimestamp", one(&t.to_string()));
-    }
-    put("lastLogoff", one("0"));
-    put("accountExpires", one(&p.account_expires.to_string()));
-    put("badPwdCount", one(&p.bad_pwd_count.to_string()));
-    put("badPasswordTime", one(&p.bad_password_time.to_string()));
-    if let Some(t) = p.lockout_time {
-        put("lockoutTime", one(&t.to_string()));
-    }
-    put("logonCount", one(&p.logon_count.to_string()));
+    account_attributes(p, &mut put);
     put("codePage", one("0"));
     put("instanceType", one("4"));
     put(
@@ -413,6 +399,28 @@ pub(crate) fn user_entry(spec: &UserSpec, base_dn: &str, dns_domain: &str) -> En
         put("uSNChanged", one(&usn.to_string()));
     }
     Entry::from_attributes(spec.dn.clone(), attrs)
+}
+
+/// The account-state attributes of a user entry (`userAccountControl` through `logonCount`,
+/// in the order `user_entry` writes them); also what a generated directory evaluates an
+/// unindexed filter on before it computes a whole entry.
+pub(crate) fn account_attributes(p: &Profile, put: &mut dyn FnMut(&str, Vec<Vec<u8>>)) {
+    let one = |v: &str| vec![v.as_bytes().to_vec()];
+    put("userAccountControl", one(&p.uac.to_string()));
+    put("primaryGroupID", one("513"));
+    put("pwdLastSet", one(&p.pwd_last_set.to_string()));
+    put("lastLogon", one(&p.last_logon.to_string()));
+    if let Some(t) = p.last_logon_timestamp {
+        put("lastLogonTimestamp", one(&t.to_string()));
+    }
+    put("lastLogoff", one("0"));
+    put("accountExpires", one(&p.account_expires.to_string()));
+    put("badPwdCount", one(&p.bad_pwd_count.to_string()));
+    put("badPasswordTime", one(&p.bad_password_time.to_string()));
+    if let Some(t) = p.lockout_time {
+        put("lockoutTime", one(&t.to_string()));
+    }
+    put("logonCount", one(&p.logon_count.to_string()));
 }
 
 fn sam_account_type(group_type: i32) -> &'static str {

@@ -1174,10 +1174,12 @@ impl State {
                     Scope::Base => norm == base_norm,
                 };
                 let (gen_start, gen_end) = self.gen_range();
-                let generated_in_scope = self
-                    .generated
-                    .as_ref()
-                    .is_some_and(|g| in_scope(&format!("cn=x,{}", g.container_norm())));
+                // Generated users not yet materialized are computed only when the filter
+                // can match one of them (as a DC answers `objectCategory=group` from an index
+                // without reading every user).
+                let generated_in_scope = self.generated.as_ref().is_some_and(|g| {
+                    g.may_match(req.filter) && in_scope(&format!("cn=x,{}", g.container_norm()))
+                });
                 let mut stopped = false;
                 for (order, st) in self.entries.range(req.start..gen_start.max(req.start)) {
                     if in_scope(&st.norm) && consider(*order, Cow::Borrowed(&st.entry)) {
@@ -1203,11 +1205,20 @@ impl State {
                                 }
                             }
                             let from = if stopped { gen_end } else { skip_end };
+                            let by_account = GeneratedUsers::account_view_decides(req.filter);
                             for order in from..gen_end {
                                 let hit = match self.entries.get(&order) {
                                     Some(st) => {
                                         in_scope(&st.norm)
                                             && consider(order, Cow::Borrowed(&st.entry))
+                                    }
+                                    None if by_account
+                                        && filter::evaluate_alone(
+                                            req.filter,
+                                            &g.account_view(order - gen_start),
+                                        ) != Tri::True =>
+                                    {
+                                        false
                                     }
                                     None => consider(order, Cow::Owned(g.entry(order - gen_start))),
                                 };

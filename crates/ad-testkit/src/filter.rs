@@ -81,6 +81,11 @@ pub fn matches(filter: &LdapFilter, entry: &Entry) -> bool {
     evaluate(filter, entry, &NoResolver) == Tri::True
 }
 
+/// Three-valued evaluation of `entry` alone (links to other entries are not followed).
+pub(crate) fn evaluate_alone(filter: &LdapFilter, entry: &Entry) -> Tri {
+    evaluate(filter, entry, &NoResolver)
+}
+
 /// Full three-valued evaluation.
 pub(crate) fn evaluate(filter: &LdapFilter, entry: &Entry, resolver: &dyn Resolver) -> Tri {
     match filter {
@@ -267,6 +272,16 @@ fn extensible(a: &LdapMatchingRuleAssertion, entry: &Entry, resolver: &dyn Resol
         }
         Some(RULE_IN_CHAIN) => in_chain(attr, &a.match_value, entry, resolver).into(),
         Some(_) => Tri::Undefined,
+    }
+}
+
+/// The attribute an extensible match reads when its answer depends on that attribute of the
+/// entry alone (plain, bit-AND and bit-OR rules); `None` for a rule that follows links to
+/// other entries (in-chain) or names no attribute.
+pub(crate) fn extensible_attribute(a: &LdapMatchingRuleAssertion) -> Option<&str> {
+    match a.matching_rule.as_deref() {
+        Some(RULE_IN_CHAIN) => None,
+        _ => a.type_.as_deref(),
     }
 }
 

@@ -18,7 +18,90 @@ use crate::company::{self, AccountState, UserSpec};
 use crate::directory::Directory;
 use crate::dn;
 use crate::encoding;
+use crate::entry::Entry;
+use crate::filter::{self, Tri};
 use crate::persona::{self, DEPARTMENTS, OFFICES, Prng};
+use ldap3_proto::LdapFilter;
+
+/// Attributes every generated user has, with the same values on all of them.
+const CONSTANT: &[&str] = &[
+    "objectClass",
+    "objectCategory",
+    "company",
+    "sAMAccountType",
+    "primaryGroupID",
+    "lastLogoff",
+    "codePage",
+    "instanceType",
+];
+
+/// Attributes a generated user has (or may have) with values of its own. Every attribute
+/// `company::user_entry` can write is here or in [`CONSTANT`] (a test holds the lists to the
+/// generator); any other attribute is absent from every generated user.
+const VARYING: &[&str] = &[
+    "distinguishedName",
+    "cn",
+    "sn",
+    "givenName",
+    "displayName",
+    "name",
+    "title",
+    "department",
+    "physicalDeliveryOfficeName",
+    "streetAddress",
+    "l",
+    "st",
+    "postalCode",
+    "c",
+    "co",
+    "countryCode",
+    "telephoneNumber",
+    "mobile",
+    "employeeID",
+    "mail",
+    "userPrincipalName",
+    "sAMAccountName",
+    "userAccountControl",
+    "pwdLastSet",
+    "lastLogon",
+    "lastLogonTimestamp",
+    "accountExpires",
+    "badPwdCount",
+    "badPasswordTime",
+    "lockoutTime",
+    "logonCount",
+    "manager",
+    "adminCount",
+    "objectGUID",
+    "objectSid",
+    "whenCreated",
+    "whenChanged",
+    "uSNCreated",
+    "uSNChanged",
+];
+
+/// Attributes of a generated user that [`GeneratedUsers::account_view`] computes without the
+/// rest of the entry (with [`CONSTANT`]): what the time-boundary search filters on.
+const ACCOUNT: &[&str] = &[
+    "userAccountControl",
+    "pwdLastSet",
+    "lastLogon",
+    "lastLogonTimestamp",
+    "accountExpires",
+    "badPwdCount",
+    "badPasswordTime",
+    "lockoutTime",
+    "logonCount",
+    "uSNCreated",
+    "uSNChanged",
+];
+
+/// A filter's answer for all generated users at once: known, or depending on the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Known(Tri),
+    PerUser,
+}
 
 /// Options of [`Directory::generated`].
 #[derive(Debug, Clone)]
@@ -61,6 +144,8 @@ pub(crate) struct GeneratedUsers {
     base_dn: String,
     dns_domain: String,
     domain_sid: [u32; 3],
+    /// The [`CONSTANT`] attributes of every generated user (an index's view of them).
+    constants: Entry,
 }
 
 impl Directory {
@@ -108,7 +193,10 @@ impl Directory {
                 base_dn: base,
                 dns_domain: state.dns_domain.clone(),
                 domain_sid: state.domain_sid,
+                constants: Entry::new(String::new()),
             };
+            let mut generated = generated;
+            generated.constants = generated.constants_of(&generated.entry(0));
             state.attach_generated(generated);
         }
         directory
@@ -147,6 +235,79 @@ impl GeneratedUsers {
         raw[6] = (raw[6] & 0x0f) | 0x40;
         raw[8] = (raw[8] & 0x3f) | 0x80;
         encoding::guid_bytes(&uuid::Uuid::from_bytes(raw))
+    }
+
+    fn constants_of(&self, sample: &Entry) -> Entry {
+        let mut constants = Entry::new(String::new());
+        for name in CONSTANT {
+            if let Some(values) = sample.get(name) {
+                constants.set(name, values.iter().cloned());
+            }
+        }
+        constants
+    }
+
+    /// Whether `filter` can match a generated user that has not been materialized, answered
+    /// the way a DC answers from its indices: on the attributes all generated users share
+    /// (`objectCategory=group`, a `msDS-PSOApplied=*` no generated user has) the whole range
+    /// is ruled out at once, without computing a single entry. `true` when it depends on the
+    /// user (then each one is computed and evaluated).
+    pub(crate) fn may_match(&self, filter: &LdapFilter) -> bool {
+        !matches!(
+            self.reach(filter),
+            Reach::Known(Tri::False | Tri::Undefined)
+        )
+    }
+
+    fn reach(&self, filter: &LdapFilter) -> Reach {
+        let fold = |items: &[LdapFilter], decisive: Tri| {
+            let mut per_user = false;
+            let mut undefined = false;
+            for item in items {
+                match self.reach(item) {
+                    Reach::Known(t) if t == decisive => return Reach::Known(decisive),
+                    Reach::Known(Tri::Undefined) => undefined = true,
+                    Reach::Known(_) => {}
+                    Reach::PerUser => per_user = true,
+                }
+            }
+            if per_user {
+                Reach::PerUser
+            } else if undefined {
+                Reach::Known(Tri::Undefined)
+            } else if decisive == Tri::False {
+                Reach::Known(Tri::True)
+            } else {
+                Reach::Known(Tri::False)
+            }
+        };
+        let attr = match filter {
+            LdapFilter::And(items) => return fold(items, Tri::False),
+            LdapFilter::Or(items) => return fold(items, Tri::True),
+            LdapFilter::Not(inner) => {
+                return match self.reach(inner) {
+                    Reach::Known(Tri::True) => Reach::Known(Tri::False),
+                    Reach::Known(Tri::False) => Reach::Known(Tri::True),
+                    other => other,
+                };
+            }
+            LdapFilter::Extensible(a) => match filter::extensible_attribute(a) {
+                Some(a) => a,
+                None => return Reach::PerUser,
+            },
+            LdapFilter::Present(a)
+            | LdapFilter::Equality(a, _)
+            | LdapFilter::Approx(a, _)
+            | LdapFilter::GreaterOrEqual(a, _)
+            | LdapFilter::LessOrEqual(a, _)
+            | LdapFilter::Substring(a, _) => a,
+        };
+        if VARYING.iter().any(|v| v.eq_ignore_ascii_case(attr)) {
+            Reach::PerUser
+        } else {
+            // A shared attribute, or one no generated user has: the same answer for all.
+            Reach::Known(filter::evaluate_alone(filter, &self.constants))
+        }
     }
 
     /// The first index whose generated uSNChanged is at least `usn` (may be `count`).
@@ -197,12 +358,59 @@ impl GeneratedUsers {
         }
     }
 
+    /// Whether every attribute `filter` names is one [`Self::account_view`] computes.
+    pub(crate) fn account_view_decides(filter: &LdapFilter) -> bool {
+        let known = |a: &str| {
+            ACCOUNT
+                .iter()
+                .chain(CONSTANT)
+                .any(|k| k.eq_ignore_ascii_case(a))
+        };
+        match filter {
+            LdapFilter::And(items) | LdapFilter::Or(items) => {
+                items.iter().all(Self::account_view_decides)
+            }
+            LdapFilter::Not(inner) => Self::account_view_decides(inner),
+            LdapFilter::Extensible(a) => filter::extensible_attribute(a).is_some_and(known),
+            LdapFilter::Present(a)
+            | LdapFilter::Equality(a, _)
+            | LdapFilter::Approx(a, _)
+            | LdapFilter::GreaterOrEqual(a, _)
+            | LdapFilter::LessOrEqual(a, _)
+            | LdapFilter::Substring(a, _) => known(a),
+        }
+    }
+
+    /// Generated user `index` reduced to its [`ACCOUNT`] and [`CONSTANT`] attributes: a filter
+    /// that names no other attribute ([`Self::account_view_decides`]) gives the same answer on
+    /// it as on the whole entry, at a fraction of the cost (an unindexed search of a million
+    /// users then costs about what a DC's table scan does, not a million entries built).
+    pub(crate) fn account_view(&self, index: u64) -> Entry {
+        let (mut rng, _, _) = self.names(index);
+        let department = Self::department(index);
+        let _office = rng.pick(OFFICES);
+        let _title = rng.pick(department.titles);
+        let profile = company::profile(Self::state_of(index), &mut rng, self.reference);
+        let mut view = self.constants.clone();
+        company::account_attributes(&profile, &mut |name, values| {
+            view.set(name, values);
+        });
+        let usn = (self.first_usn + index).to_string();
+        view.set("uSNCreated", [usn.clone()]);
+        view.set("uSNChanged", [usn]);
+        view
+    }
+
+    fn department(index: u64) -> &'static persona::Department {
+        DEPARTMENTS
+            .get(usize::try_from(index % DEPARTMENTS.len() as u64).unwrap_or(0))
+            .unwrap_or(&DEPARTMENTS[0])
+    }
+
     /// The entry of generated user `index` (`index < count`).
     pub(crate) fn entry(&self, index: u64) -> crate::entry::Entry {
         let (mut rng, given, surname) = self.names(index);
-        let department = DEPARTMENTS
-            .get(usize::try_from(index % DEPARTMENTS.len() as u64).unwrap_or(0))
-            .unwrap_or(&DEPARTMENTS[0]);
+        let department = Self::department(index);
         let office = rng.pick(OFFICES);
         let title = (*rng.pick(department.titles)).to_string();
         let rid = self
@@ -237,6 +445,145 @@ mod tests {
     use super::*;
     use crate::Modification;
     use crate::directory::Scope;
+
+    fn users(count: u64) -> GeneratedUsers {
+        let d = Directory::generated(GeneratedOptions {
+            users: count,
+            ..GeneratedOptions::default()
+        });
+        let state = d.read();
+        state.generated.clone().unwrap()
+    }
+
+    fn parse(filter: &str) -> LdapFilter {
+        crate::filter::parse_filter(filter).unwrap()
+    }
+
+    #[test]
+    fn the_attribute_lists_describe_every_generated_user() {
+        let g = users(2_000);
+        let first = g.entry(0);
+        for index in 0..2_000 {
+            let entry = g.entry(index);
+            for attr in entry.attributes() {
+                let name = attr.name.as_str();
+                let constant = CONSTANT.iter().any(|c| c.eq_ignore_ascii_case(name));
+                assert!(
+                    constant || VARYING.iter().any(|v| v.eq_ignore_ascii_case(name)),
+                    "{name} of generated user {index} is in neither list"
+                );
+                if constant {
+                    assert_eq!(
+                        entry.get(name),
+                        first.get(name),
+                        "{name} differs at {index}"
+                    );
+                }
+            }
+            let view = g.account_view(index);
+            for attr in view.attributes() {
+                assert_eq!(
+                    view.get(&attr.name),
+                    entry.get(&attr.name),
+                    "{} of the account view of {index}",
+                    attr.name
+                );
+            }
+            for name in ACCOUNT {
+                assert_eq!(
+                    view.get(name),
+                    entry.get(name),
+                    "{name} missing from view {index}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_filter_no_generated_user_can_match_skips_them_all_and_only_then() {
+        let g = users(1_000);
+        let cases = [
+            ("(objectCategory=group)", false),
+            ("(objectClass=group)", false),
+            ("(msDS-PSOApplied=*)", false),
+            (
+                "(&(objectCategory=person)(objectClass=user)(isDeleted=TRUE))",
+                false,
+            ),
+            ("(!(objectCategory=group))", true),
+            ("(objectCategory=person)", true),
+            ("(&(objectCategory=person)(objectClass=user))", true),
+            ("(|(objectCategory=group)(sAMAccountName=u0000001))", true),
+            ("(&(objectCategory=group)(sAMAccountName=u0000001))", false),
+            ("(sAMAccountName=nobody)", true),
+            ("(memberOf:1.2.840.113556.1.4.1941:=CN=x,DC=y)", true),
+            ("(sAMAccountType:1.2.840.113556.1.4.803:=1073741824)", false),
+            ("(sAMAccountType:1.2.840.113556.1.4.803:=805306368)", true),
+        ];
+        for (text, expected) in cases {
+            let filter = parse(text);
+            assert_eq!(g.may_match(&filter), expected, "{text}");
+            if !g.may_match(&filter) {
+                for index in 0..1_000 {
+                    assert_ne!(
+                        filter::evaluate_alone(&filter, &g.entry(index)),
+                        Tri::True,
+                        "{text} matches generated user {index}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_account_view_answers_account_filters_like_the_whole_entry() {
+        let g = users(3_000);
+        let now = encoding::filetime(g.reference);
+        let day = 864_000_000_000_i64;
+        let filters = [
+            format!(
+                "(&(objectCategory=person)(objectClass=user)(|(&(accountExpires>={})(accountExpires<={now}))(&(pwdLastSet>={})(pwdLastSet<={}))(lockoutTime>=1)))",
+                now - 200 * day,
+                now - 45 * day,
+                now - 40 * day
+            ),
+            "(userAccountControl:1.2.840.113556.1.4.803:=2)".to_owned(),
+            format!(
+                "(&(pwdLastSet<={})(!(userAccountControl:1.2.840.113556.1.4.803:=65536)))",
+                now - 20 * day
+            ),
+            "(!(lastLogonTimestamp=*))".to_owned(),
+            format!("(badPasswordTime<={})", now - 100 * day),
+        ];
+        assert!(!GeneratedUsers::account_view_decides(&parse(
+            "(&(pwdLastSet>=1)(memberOf:1.2.840.113556.1.4.1941:=CN=x,DC=y))"
+        )));
+        assert!(!GeneratedUsers::account_view_decides(&parse(
+            "(&(pwdLastSet>=1)(sAMAccountName=u0000001))"
+        )));
+        let mut matched = 0;
+        for text in &filters {
+            let filter = parse(text);
+            let decides = GeneratedUsers::account_view_decides(&filter);
+            assert!(decides, "{text}");
+            if !decides {
+                continue;
+            }
+            for index in 0..3_000 {
+                let whole = filter::evaluate_alone(&filter, &g.entry(index));
+                assert_eq!(
+                    filter::evaluate_alone(&filter, &g.account_view(index)),
+                    whole,
+                    "{text} at {index}"
+                );
+                matched += usize::from(whole == Tri::True);
+            }
+        }
+        assert!(
+            matched > 100,
+            "the filters must match some users ({matched})"
+        );
+    }
 
     #[test]
     fn generated_entries_are_addressable_and_mutable() {

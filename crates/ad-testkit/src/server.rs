@@ -861,7 +861,16 @@ async fn search(
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    let started = std::time::Instant::now();
     let mut answer = prepare(conn, shared, &req, scope, &controls, &faults);
+    tracing::debug!(
+        connection = conn.id,
+        base = %req.base,
+        filter = %rendered,
+        entries = answer.entries.len(),
+        millis = started.elapsed().as_millis(),
+        "ad-testkit: search answered"
+    );
     let mut paged = controls.paged.is_some();
     let continues = controls.paged.as_ref().is_some_and(|(_, c)| !c.is_empty());
     if let Some(fault) = &faults.page_fault
