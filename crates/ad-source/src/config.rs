@@ -126,6 +126,13 @@ pub struct SourceConfig {
     /// Entries per page (RFC 2696). Default 1000; capped to the server's `MaxPageSize`.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// Connections a full sync reads with at once, all to the one DC the cycle is pinned to:
+    /// 1 to 8, default 1. With more, the groups and slices of the users (by `uSNCreated`,
+    /// which never changes, so each object is in exactly one slice) are read concurrently:
+    /// faster on a DC that serves connections in parallel (every Windows DC), at the price of
+    /// that much more load on it while the full sync runs. Deltas use one connection.
+    #[serde(default = "default_read_connections")]
+    pub read_connections: u32,
     /// Seconds to wait for DNS, TCP, TLS and bind. Default 10.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
@@ -243,6 +250,10 @@ fn default_user_filter() -> String {
 fn default_group_filter() -> String {
     DEFAULT_GROUP_FILTER.to_owned()
 }
+fn default_read_connections() -> u32 {
+    1
+}
+
 fn default_page_size() -> u32 {
     DEFAULT_PAGE_SIZE
 }
@@ -302,6 +313,7 @@ impl SourceConfig {
             user_filter: default_user_filter(),
             group_filter: default_group_filter(),
             page_size: DEFAULT_PAGE_SIZE,
+            read_connections: default_read_connections(),
             connect_timeout_secs: default_connect_timeout(),
             operation_timeout_secs: default_operation_timeout(),
             max_reconnect_secs: default_max_reconnect_secs(),
@@ -417,6 +429,13 @@ impl SourceConfig {
             return Err(config(format!(
                 "password is empty: {} would bind anonymously, which AD refuses for reading; give the account's password (or password_file), or configure [source.kerberos]",
                 self.bind.trim()
+            )));
+        }
+        if !(1..=crate::partition::MAX_READ_CONNECTIONS).contains(&self.read_connections) {
+            return Err(config(format!(
+                "read_connections is {}; use 1 (one connection, the default) to {} (connections to the same DC during a full sync)",
+                self.read_connections,
+                crate::partition::MAX_READ_CONNECTIONS
             )));
         }
         if self.page_size == 0 {

@@ -86,6 +86,7 @@ pub mod locator;
 pub mod membership;
 mod objects;
 mod paging;
+pub mod partition;
 pub mod probe;
 pub mod range;
 pub mod root_dse;

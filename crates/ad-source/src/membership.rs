@@ -122,6 +122,22 @@ impl GroupIndex {
         self.by_dn.insert(dn_key(&info.dn), info);
     }
 
+    /// Take in what a copy of this index learned on another connection of the same run (groups
+    /// looked up outside the scope, lookups that failed).
+    pub(crate) fn absorb(&mut self, other: GroupIndex) {
+        for (key, info) in other.by_dn {
+            self.by_dn.entry(key).or_insert(info);
+        }
+        for (rid, info) in other.by_rid {
+            self.by_rid.entry(rid).or_insert(info);
+        }
+        self.missing_dn.extend(other.missing_dn);
+        self.missing_rid.extend(other.missing_rid);
+        if self.domain_sid.is_none() {
+            self.domain_sid = other.domain_sid;
+        }
+    }
+
     /// Groups held.
     pub fn len(&self) -> usize {
         self.by_dn.len()

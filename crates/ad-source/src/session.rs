@@ -49,6 +49,40 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Add another connection's counts of the same run (a read on several connections).
+    pub fn absorb(&mut self, other: &Counters) {
+        let Counters {
+            users,
+            groups,
+            deleted,
+            skipped,
+            decode_warnings,
+            referrals_ignored,
+            pages_without_paged_control,
+            limit_exceeded,
+            searches_restarted,
+            pages,
+            reconnects,
+            duplicates_suppressed,
+            range_fetches,
+            group_lookups,
+        } = *other;
+        self.users += users;
+        self.groups += groups;
+        self.deleted += deleted;
+        self.skipped += skipped;
+        self.decode_warnings += decode_warnings;
+        self.referrals_ignored += referrals_ignored;
+        self.pages_without_paged_control += pages_without_paged_control;
+        self.limit_exceeded += limit_exceeded;
+        self.searches_restarted += searches_restarted;
+        self.pages += pages;
+        self.reconnects += reconnects;
+        self.duplicates_suppressed += duplicates_suppressed;
+        self.range_fetches += range_fetches;
+        self.group_lookups += group_lookups;
+    }
+
     /// Whether entries may be missing from the read: a page came back without the
     /// paged-results response control, or a search ended with a limit error.
     pub fn truncated(&self) -> bool {

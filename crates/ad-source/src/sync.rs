@@ -374,7 +374,6 @@ async fn run(
         usn: session.root.highest_committed_usn,
     };
     let base = session.base_dn();
-    let scope = session.config.scope.to_ldap();
     let changed = |filter: &str| match since {
         Some(usn) => format!("(&{filter}(uSNChanged>={}))", usn.saturating_add(1)),
         None => filter.to_owned(),
@@ -383,32 +382,16 @@ async fn run(
     // 1. The group index (every group in scope, three attributes each).
     let mut index = read_group_index(session, &base).await?;
 
-    // 2. Groups (all, or changed), complete member lists.
-    let spec = SearchSpec {
-        base: base.clone(),
-        scope,
-        filter: changed(&session.config.group_filter),
-        attrs: Group::ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect(),
-        show_deleted: false,
-        what: "groups",
-    };
-    let mut reader = PagedReader::new(session, spec);
-    while let Some(entry) = next_complete(session, &mut reader, out).await? {
-        emit_group(session, &mut index, &entry, out).await?;
-    }
-
-    // 3. Users (all, or changed), with resolved groups and primary group.
-    let spec = SearchSpec {
-        base: base.clone(),
-        scope,
-        filter: changed(&session.config.user_filter),
-        attrs: User::ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect(),
-        show_deleted: false,
-        what: "users",
-    };
-    let mut reader = PagedReader::new(session, spec);
-    while let Some(entry) = next_complete(session, &mut reader, out).await? {
-        emit_user(session, &mut index, &entry, now, out).await?;
+    // 2-3. Groups (all, or changed) with complete member lists, then users (all, or
+    // changed) with resolved groups and primary group; a full read on several connections
+    // reads the groups and slices of the users at once.
+    if since.is_none() && session.config.read_connections > 1 {
+        crate::partition::read_full(session, &mut index, now, tx).await?;
+    } else {
+        let groups = changed(&session.config.group_filter);
+        read_groups(session, &mut index, &base, groups, out).await?;
+        let users = changed(&session.config.user_filter);
+        read_users(session, &mut index, &base, users, now, out).await?;
     }
 
     // 4. Deletions (delta only).
@@ -425,6 +408,54 @@ async fn run(
         counters: session.counters,
         nesting,
     })
+}
+
+/// Read the groups `filter` selects below `base` (complete member lists) and emit them.
+pub(crate) async fn read_groups(
+    session: &mut Session,
+    index: &mut GroupIndex,
+    base: &str,
+    filter: String,
+    out: &mut Emitter<'_>,
+) -> Result<(), SourceError> {
+    let spec = SearchSpec {
+        base: base.to_owned(),
+        scope: session.config.scope.to_ldap(),
+        filter,
+        attrs: Group::ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect(),
+        show_deleted: false,
+        what: "groups",
+    };
+    let mut reader = PagedReader::new(session, spec);
+    while let Some(entry) = next_complete(session, &mut reader, out).await? {
+        emit_group(session, index, &entry, out).await?;
+    }
+    Ok(())
+}
+
+/// Read the users `filter` selects below `base` (groups resolved, decoded at `now`) and emit
+/// them.
+pub(crate) async fn read_users(
+    session: &mut Session,
+    index: &mut GroupIndex,
+    base: &str,
+    filter: String,
+    now: DateTime<Utc>,
+    out: &mut Emitter<'_>,
+) -> Result<(), SourceError> {
+    let spec = SearchSpec {
+        base: base.to_owned(),
+        scope: session.config.scope.to_ldap(),
+        filter,
+        attrs: User::ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect(),
+        show_deleted: false,
+        what: "users",
+    };
+    let mut reader = PagedReader::new(session, spec);
+    while let Some(entry) = next_complete(session, &mut reader, out).await? {
+        emit_user(session, index, &entry, now, out).await?;
+    }
+    Ok(())
 }
 
 /// Decode a group entry, resolve its parent groups and emit it (or skip it).

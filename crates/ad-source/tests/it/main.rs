@@ -12,4 +12,5 @@ mod samba_lab_kerberos;
 mod testkit;
 mod testkit_incomplete;
 mod testkit_objects;
+mod testkit_parallel;
 mod testkit_time;
