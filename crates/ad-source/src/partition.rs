@@ -94,7 +94,10 @@ pub(crate) async fn read_full(
     now: DateTime<Utc>,
     tx: &mpsc::Sender<SourceEvent>,
 ) -> Result<(), SourceError> {
-    let wanted = session.config.read_connections.clamp(1, MAX_READ_CONNECTIONS) as usize;
+    let wanted = session
+        .config
+        .read_connections
+        .clamp(1, MAX_READ_CONNECTIONS) as usize;
     let mut helpers = Vec::with_capacity(wanted.saturating_sub(1));
     for _ in 1..wanted {
         match open_helper(session).await {
@@ -190,7 +193,10 @@ mod tests {
     fn covers_every_usn_once(ceiling: u64, count: usize) {
         let slices = usn_slices(ceiling, count);
         assert!(!slices.is_empty());
-        assert!(slices.len() <= count.max(1), "{ceiling} {count}: {slices:?}");
+        assert!(
+            slices.len() <= count.max(1),
+            "{ceiling} {count}: {slices:?}"
+        );
         assert_eq!(slices[0].from, 0);
         assert_eq!(slices.last().unwrap().to, None);
         for pair in slices.windows(2) {

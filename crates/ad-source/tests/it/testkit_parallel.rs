@@ -144,7 +144,10 @@ async fn testkit_a_parallel_read_sees_each_object_once_while_the_directory_chang
         .iter()
         .filter(|u| u.record.dn.starts_with("CN=Renamed"))
         .count();
-    assert!(renamed_read > 0, "no change landed before its user was read");
+    assert!(
+        renamed_read > 0,
+        "no change landed before its user was read"
+    );
 }
 
 #[tokio::test]

@@ -34,7 +34,12 @@ impl Lab {
         let server =
             TestServer::start(company.directory.clone(), ServerOptions::default()).unwrap();
         let platform = Platform::new(company.directory);
-        platform.arm(HashMap::new(), Arc::new(tokio::sync::Notify::new()), None);
+        platform.arm(
+            HashMap::new(),
+            Arc::new(tokio::sync::Notify::new()),
+            None,
+            1,
+        );
         Lab {
             server,
             manifest: company.manifest,

@@ -106,7 +106,12 @@ impl TwoDcs {
         let dc1 = Dc::start(company.directory.clone(), DC1, addr1);
         let dc2 = Dc::start(replica, DC2, addr2);
         let platform = Platform::new(company.directory);
-        platform.arm(HashMap::new(), Arc::new(tokio::sync::Notify::new()), None);
+        platform.arm(
+            HashMap::new(),
+            Arc::new(tokio::sync::Notify::new()),
+            None,
+            1,
+        );
         TwoDcs {
             dc1,
             dc2,
