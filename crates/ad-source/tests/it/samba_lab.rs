@@ -225,6 +225,62 @@ async fn samba_lab_least_privilege_account_over_starttls_with_der_ca() {
     assert!(summary.counters.users > 0);
 }
 
+/// What identifies an entry of a read and its links: DN, and the members (groups) or the
+/// groups (users), case-folded and sorted.
+fn shape(c: &Collected) -> std::collections::BTreeMap<Guid, (String, Vec<String>)> {
+    let sorted = |items: Vec<String>| {
+        let mut items: Vec<String> = items.iter().map(|i| i.to_lowercase()).collect();
+        items.sort();
+        items
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for u in &c.users {
+        let groups = u.record.groups.iter().map(|g| g.dn.clone()).collect();
+        out.insert(
+            u.record.object_guid,
+            (u.record.dn.to_lowercase(), sorted(groups)),
+        );
+    }
+    for g in &c.groups {
+        out.insert(
+            g.record.object_guid,
+            (g.record.dn.to_lowercase(), sorted(g.record.members.clone())),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn samba_lab_full_read_on_three_connections_matches_one() {
+    // OU=Corp: the seeded objects, which no test changes (they write to OUs of their own).
+    let base = env("ADLAB_USERS_BASE_DN");
+    let mut config = svc_config();
+    config.page_size = 400; // several pages per slice
+    let (one, one_summary) = full(&Source::new(config.clone()).unwrap()).await;
+    config.read_connections = 3;
+    let (three, summary) = full(&Source::new(config).unwrap()).await;
+    assert!(three.skipped.is_empty(), "{:?}", three.skipped);
+    assert!(three.warnings.is_empty(), "{:?}", three.warnings);
+    no_duplicates(&three);
+    counters_consistent(&three, &summary.counters);
+    assert!(!summary.truncated());
+    assert!(
+        summary.counters.pages > one_summary.counters.pages,
+        "the slices are searches of their own: {:?}",
+        summary.counters
+    );
+    assert_eq!(
+        three.users.len(),
+        ldapsearch_count(&base, "(&(objectCategory=person)(objectClass=user))")
+    );
+    assert_eq!(
+        shape(&three),
+        shape(&one),
+        "three connections read other entries, names or links than one"
+    );
+    assert_eq!(summary.nesting, one_summary.nesting);
+}
+
 #[tokio::test]
 async fn samba_lab_root_dse() {
     let source = Source::new(admin_config(None)).unwrap();
