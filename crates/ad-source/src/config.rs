@@ -520,6 +520,28 @@ mod tests {
     }
 
     #[test]
+    fn read_connections_is_one_to_eight() {
+        let mut c = SourceConfig::new("ldaps://dc1.x", "b", SecretString::from("p"));
+        assert_eq!(c.read_connections, 1);
+        for n in 1..=8 {
+            c.read_connections = n;
+            c.validate().unwrap();
+        }
+        for n in [0, 9, 64] {
+            c.read_connections = n;
+            let err = c.validate().unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("read_connections is {n}")) && err.contains("1 (one"),
+                "{err}"
+            );
+        }
+        let parsed =
+            parse("url = \"ldaps://x\"\nbind = \"b\"\npassword = \"p\"\nread_connections = 4\n")
+                .unwrap();
+        assert_eq!(parsed.read_connections, 4);
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let err = parse("url = \"ldaps://x\"\nbind = \"b\"\npassword = \"p\"\npagesize = 5\n")
             .unwrap_err();
