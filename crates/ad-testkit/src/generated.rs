@@ -35,10 +35,11 @@ const CONSTANT: &[&str] = &[
     "instanceType",
 ];
 
-/// Attributes a generated user has (or may have) with values of its own. Every attribute
-/// `company::user_entry` can write is here or in [`CONSTANT`] (a test holds the lists to the
-/// generator); any other attribute is absent from every generated user.
-const VARYING: &[&str] = &[
+/// Attributes a generated user has (or may have) with values of its own, besides its
+/// [`ACCOUNT`] attributes. Every attribute `company::user_entry` can write is in one of
+/// [`CONSTANT`], [`ACCOUNT`] or this list (a test holds the lists to the generator); any other
+/// attribute is absent from every generated user.
+const PERSONAL: &[&str] = &[
     "distinguishedName",
     "cn",
     "sn",
@@ -61,23 +62,12 @@ const VARYING: &[&str] = &[
     "mail",
     "userPrincipalName",
     "sAMAccountName",
-    "userAccountControl",
-    "pwdLastSet",
-    "lastLogon",
-    "lastLogonTimestamp",
-    "accountExpires",
-    "badPwdCount",
-    "badPasswordTime",
-    "lockoutTime",
-    "logonCount",
     "manager",
     "adminCount",
     "objectGUID",
     "objectSid",
     "whenCreated",
     "whenChanged",
-    "uSNCreated",
-    "uSNChanged",
 ];
 
 /// Attributes of a generated user that [`GeneratedUsers::account_view`] computes without the
@@ -302,7 +292,11 @@ impl GeneratedUsers {
             | LdapFilter::LessOrEqual(a, _)
             | LdapFilter::Substring(a, _) => a,
         };
-        if VARYING.iter().any(|v| v.eq_ignore_ascii_case(attr)) {
+        if PERSONAL
+            .iter()
+            .chain(ACCOUNT)
+            .any(|v| v.eq_ignore_ascii_case(attr))
+        {
             Reach::PerUser
         } else {
             // A shared attribute, or one no generated user has: the same answer for all.
@@ -469,7 +463,11 @@ mod tests {
                 let name = attr.name.as_str();
                 let constant = CONSTANT.iter().any(|c| c.eq_ignore_ascii_case(name));
                 assert!(
-                    constant || VARYING.iter().any(|v| v.eq_ignore_ascii_case(name)),
+                    constant
+                        || PERSONAL
+                            .iter()
+                            .chain(ACCOUNT)
+                            .any(|v| v.eq_ignore_ascii_case(name)),
                     "{name} of generated user {index} is in neither list"
                 );
                 if constant {

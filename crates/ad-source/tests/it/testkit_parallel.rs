@@ -150,6 +150,18 @@ async fn testkit_a_parallel_read_sees_each_object_once_while_the_directory_chang
     );
 }
 
+/// The first `pages` continuation pages of the user slices end with `code` after `entries`.
+fn on_slices(pages: u64, code: FailureCode, entries: usize) -> FaultOptions {
+    FaultOptions {
+        page_fault: Some(PageFault {
+            filter_contains: Some("uSNCreated".to_owned()),
+            first_pages: pages,
+            kind: PageFaultKind::EndWith { code, entries },
+        }),
+        ..FaultOptions::default()
+    }
+}
+
 #[tokio::test]
 async fn testkit_a_slice_cut_short_makes_the_parallel_read_incomplete() {
     let (directory, _) = company(1_200);
@@ -160,17 +172,7 @@ async fn testkit_a_slice_cut_short_makes_the_parallel_read_incomplete() {
     let all = directory.find(&cfg.user_filter).unwrap().len();
     // Every continuation page of the user slices ends with sizeLimitExceeded: each of those
     // slices is incomplete, and so is the whole read, whichever connection read them.
-    server.set_faults(FaultOptions {
-        page_fault: Some(PageFault {
-            filter_contains: Some("uSNCreated".to_owned()),
-            first_pages: u64::MAX,
-            kind: PageFaultKind::EndWith {
-                code: FailureCode::SizeLimitExceeded,
-                entries: 3,
-            },
-        }),
-        ..FaultOptions::default()
-    });
+    server.set_faults(on_slices(u64::MAX, FailureCode::SizeLimitExceeded, 3));
     let run = Source::new(cfg).unwrap().full_snapshot().await.unwrap();
     let (c, result) = drain(run).await;
     let summary = result.unwrap();
@@ -190,17 +192,7 @@ async fn testkit_a_slice_cut_short_makes_the_parallel_read_incomplete() {
     );
 
     // A slice that fails outright fails the run.
-    server.set_faults(FaultOptions {
-        page_fault: Some(PageFault {
-            filter_contains: Some("uSNCreated".to_owned()),
-            first_pages: 1,
-            kind: PageFaultKind::EndWith {
-                code: FailureCode::OperationsError,
-                entries: 0,
-            },
-        }),
-        ..FaultOptions::default()
-    });
+    server.set_faults(on_slices(1, FailureCode::OperationsError, 0));
     let mut cfg = config(&server);
     cfg.read_connections = 2;
     cfg.page_size = 20;
