@@ -250,6 +250,9 @@ fn default_user_filter() -> String {
 fn default_group_filter() -> String {
     DEFAULT_GROUP_FILTER.to_owned()
 }
+/// Most connections a full sync may read with at once (`read_connections`).
+pub const MAX_READ_CONNECTIONS: u32 = 8;
+
 fn default_read_connections() -> u32 {
     1
 }
@@ -431,11 +434,10 @@ impl SourceConfig {
                 self.bind.trim()
             )));
         }
-        if !(1..=crate::partition::MAX_READ_CONNECTIONS).contains(&self.read_connections) {
+        if !(1..=MAX_READ_CONNECTIONS).contains(&self.read_connections) {
             return Err(config(format!(
                 "read_connections is {}; use 1 (one connection, the default) to {} (connections to the same DC during a full sync)",
-                self.read_connections,
-                crate::partition::MAX_READ_CONNECTIONS
+                self.read_connections, MAX_READ_CONNECTIONS
             )));
         }
         if self.page_size == 0 {

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use crate::config::MAX_READ_CONNECTIONS;
 use crate::error::SourceError;
 use crate::membership::GroupIndex;
 use crate::session::Session;
@@ -31,9 +32,6 @@ use crate::sync::{Emitter, SourceEvent, read_groups, read_users};
 /// Slices per connection: enough that uneven slices even out, few enough that the searches'
 /// own cost stays small.
 pub const SLICES_PER_CONNECTION: usize = 8;
-
-/// Most connections a read may use at once.
-pub const MAX_READ_CONNECTIONS: u32 = 8;
 
 /// A range of `uSNCreated`, both ends included; `to: None` is open-ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
