@@ -8,7 +8,11 @@
 //! promise. It is indexed on AD (`searchFlags: fATTINDEX`), so a slice costs the DC what its
 //! entries cost, not a scan. The slices cover `0..=highestCommittedUSN` in equal widths and the
 //! last one is open-ended, so objects created while the read runs are read as a single search
-//! would read them. There are more slices than connections ([`SLICES_PER_CONNECTION`]) and each
+//! would read them. One more search reads the users whose `uSNCreated` the account cannot see
+//! (`(!(uSNCreated=*))`: an account granted property sets instead of "Read all properties" may
+//! not read it, and a filter treats an unreadable attribute as absent, so no slice matches
+//! them); the slices and that search together cover every user one search would return. There
+//! are more slices than connections ([`SLICES_PER_CONNECTION`]) and each
 //! connection takes the next slice when it finishes one, so a directory whose objects bunch in
 //! a few USN ranges still keeps every connection busy.
 //!
@@ -52,6 +56,13 @@ impl UsnSlice {
     }
 }
 
+/// `filter` restricted to entries whose `uSNCreated` the account cannot see: the complement
+/// of every slice together (a presence test is false for an attribute that is absent or not
+/// readable, never undefined, so its negation is true for them).
+pub fn without_usn_filter(filter: &str) -> String {
+    format!("(&{filter}(!(uSNCreated=*)))")
+}
+
 /// `count` slices (at least one) covering every uSNCreated: equal widths over
 /// `0..=ceiling`, the last one open-ended.
 pub fn usn_slices(ceiling: u64, count: usize) -> Vec<UsnSlice> {
@@ -80,6 +91,7 @@ pub fn usn_slices(ceiling: u64, count: usize) -> Vec<UsnSlice> {
 enum Job {
     Groups,
     Users(UsnSlice),
+    UsersWithoutUsn,
 }
 
 /// Read the groups and the users of a full snapshot on up to `config.read_connections`
@@ -96,28 +108,41 @@ pub(crate) async fn read_full(
         .config
         .read_connections
         .clamp(1, MAX_READ_CONNECTIONS) as usize;
-    let mut helpers = Vec::with_capacity(wanted.saturating_sub(1));
-    for _ in 1..wanted {
-        match open_helper(session).await {
+    // Opened together, so the run's own connection waits for the slowest, not for the sum.
+    let opened = futures::future::join_all((1..wanted).map(|_| open_helper(session))).await;
+    let mut helpers = Vec::with_capacity(opened.len());
+    let mut refused = Vec::new();
+    for attempt in opened {
+        match attempt {
             Ok(helper) => helpers.push(helper),
-            Err(reason) => {
-                let message = format!(
-                    "reading with {} connection(s) instead of {wanted}: {reason}",
-                    helpers.len() + 1
-                );
-                tracing::warn!("{message}");
-                Emitter::Channel(tx)
-                    .send(SourceEvent::Warning { message })
-                    .await?;
-                break;
+            Err(reason) => refused.push(reason),
+        }
+    }
+    if let Some(reason) = refused.first() {
+        let message = format!(
+            "reading with {} connection(s) instead of {wanted}: {reason}",
+            helpers.len() + 1
+        );
+        tracing::warn!("{message}");
+        if let Err(e) = Emitter::Channel(tx)
+            .send(SourceEvent::Warning { message })
+            .await
+        {
+            for helper in helpers {
+                helper.conn.clone().close().await;
             }
+            return Err(e);
         }
     }
     let slices = usn_slices(
         session.root.highest_committed_usn,
         wanted * SLICES_PER_CONNECTION,
     );
-    let jobs: VecDeque<Job> = std::iter::once(Job::Groups)
+    // The users without a readable uSNCreated (an account allowed to read property sets but
+    // not this attribute: a filter treats it as absent, so no slice can match them) are one
+    // job of their own; with them, the jobs cover every user a single search returns.
+    let jobs: VecDeque<Job> = [Job::Groups, Job::UsersWithoutUsn]
+        .into_iter()
         .chain(slices.into_iter().map(Job::Users))
         .collect();
     let jobs = Arc::new(Mutex::new(jobs));
@@ -178,6 +203,10 @@ async fn work(
             }
             Some(Job::Users(slice)) => {
                 let filter = slice.filter(&session.config.user_filter);
+                read_users(session, index, base, filter, now, &mut out).await?;
+            }
+            Some(Job::UsersWithoutUsn) => {
+                let filter = without_usn_filter(&session.config.user_filter);
                 read_users(session, index, base, filter, now, &mut out).await?;
             }
         }

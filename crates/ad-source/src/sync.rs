@@ -245,7 +245,9 @@ impl Source {
         Ok(root)
     }
 
-    /// Read every group, then every user, in scope. The checkpoint's USN is the DC's
+    /// Read every group, then every user, in scope (with `read_connections` > 1, groups and
+    /// slices of the users on several connections, their events interleaved). The
+    /// checkpoint's USN is the DC's
     /// `highestCommittedUSN` read before anything else (H0). Connection, TLS and bind errors
     /// are returned here; errors during the read end the event stream and come from
     /// [`SyncRun::finish`].

@@ -403,6 +403,19 @@ impl Directory {
         self.write().modify(dn, &changes)
     }
 
+    /// Makes `attribute` of the live entry at `dn` invisible to every reader, as AD shows an
+    /// attribute the bound account may not read: absent from the entry and absent to filters
+    /// (`(attr=*)` is false). No USN changes. For tests of accounts granted property sets
+    /// instead of "Read all properties" (e.g. no `uSNCreated`).
+    pub fn hide_attribute(&self, dn: &str, attribute: &str) -> Result<()> {
+        let mut state = self.write();
+        let order = state.live_entry(dn)?;
+        if let Some(stored) = state.materialize(order) {
+            stored.entry.remove(attribute);
+        }
+        Ok(())
+    }
+
     /// Renames and/or moves an entry (same objectGUID, new DN); returns its new `uSNChanged`.
     /// Children move along without a USN change; DN references in links follow.
     pub fn rename(&self, dn: &str, new_dn: &str) -> Result<u64> {

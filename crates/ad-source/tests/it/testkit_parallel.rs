@@ -150,6 +150,39 @@ async fn testkit_a_parallel_read_sees_each_object_once_while_the_directory_chang
     );
 }
 
+#[tokio::test]
+async fn testkit_users_whose_usn_created_is_unreadable_are_read_too() {
+    // An account granted property sets, not "Read all properties", may not read uSNCreated:
+    // no slice can match such a user, and a single search still returns it.
+    let (directory, _) = company(600);
+    let server = TestServer::start(directory.clone(), ServerOptions::default()).unwrap();
+    let mut cfg = config(&server);
+    let users = directory.find(&cfg.user_filter).unwrap();
+    let hidden: Vec<String> = users
+        .iter()
+        .step_by(50)
+        .map(|e| e.dn().to_owned())
+        .collect();
+    for dn in &hidden {
+        directory.hide_attribute(dn, "uSNCreated").unwrap();
+        assert!(directory.get(dn).unwrap().get("uSNCreated").is_none());
+    }
+    let (one, _) = full(&Source::new(cfg.clone()).unwrap()).await;
+    cfg.read_connections = 3;
+    let (three, summary) = full(&Source::new(cfg).unwrap()).await;
+    no_duplicates(&three);
+    counters_consistent(&three, &summary.counters);
+    assert_eq!(three.users.len(), users.len());
+    assert_eq!(records(&three), records(&one));
+    let read: HashSet<String> = three.users.iter().map(|u| u.record.dn.clone()).collect();
+    for dn in &hidden {
+        assert!(
+            read.contains(dn),
+            "{dn} (no readable uSNCreated) was not read"
+        );
+    }
+}
+
 /// The first `pages` continuation pages of the user slices end with `code` after `entries`.
 fn on_slices(pages: u64, code: FailureCode, entries: usize) -> FaultOptions {
     FaultOptions {
