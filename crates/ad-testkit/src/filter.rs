@@ -78,7 +78,7 @@ impl Resolver for NoResolver {
 /// Whether `entry` matches `filter` (Undefined counts as no match). The in-chain rule sees
 /// direct values only; searches through [`crate::Directory`] or the server follow links.
 pub fn matches(filter: &LdapFilter, entry: &Entry) -> bool {
-    evaluate(filter, entry, &NoResolver) == Tri::True
+    evaluate_alone(filter, entry) == Tri::True
 }
 
 /// Three-valued evaluation of `entry` alone (links to other entries are not followed).
@@ -275,13 +275,22 @@ fn extensible(a: &LdapMatchingRuleAssertion, entry: &Entry, resolver: &dyn Resol
     }
 }
 
-/// The attribute an extensible match reads when its answer depends on that attribute of the
-/// entry alone (plain, bit-AND and bit-OR rules); `None` for a rule that follows links to
-/// other entries (in-chain) or names no attribute.
-pub(crate) fn extensible_attribute(a: &LdapMatchingRuleAssertion) -> Option<&str> {
-    match a.matching_rule.as_deref() {
-        Some(RULE_IN_CHAIN) => None,
-        _ => a.type_.as_deref(),
+/// The attribute an assertion (a filter that is not AND, OR or NOT) reads, when its answer
+/// depends on that attribute of the entry alone; `None` for AND/OR/NOT, for an extensible
+/// match that follows links to other entries (in-chain) and for one that names no attribute.
+pub(crate) fn assertion_attribute(filter: &LdapFilter) -> Option<&str> {
+    match filter {
+        LdapFilter::And(_) | LdapFilter::Or(_) | LdapFilter::Not(_) => None,
+        LdapFilter::Extensible(a) => match a.matching_rule.as_deref() {
+            Some(RULE_IN_CHAIN) => None,
+            _ => a.type_.as_deref(),
+        },
+        LdapFilter::Present(a)
+        | LdapFilter::Equality(a, _)
+        | LdapFilter::Approx(a, _)
+        | LdapFilter::GreaterOrEqual(a, _)
+        | LdapFilter::LessOrEqual(a, _)
+        | LdapFilter::Substring(a, _) => Some(a),
     }
 }
 
