@@ -70,6 +70,66 @@ pub fn dns_domain(dn: &str) -> Option<String> {
     (!labels.is_empty()).then(|| labels.join("."))
 }
 
+/// One spelling of `dn` for comparisons: every attribute type and value lower-cased (AD
+/// compares names without case), values unescaped and escaped again the one RFC 4514 way,
+/// no spaces around `,` or `=`. `DC=Lab, dc=Example,DC=test` and `dc=lab,dc=example,dc=test`
+/// have the same canonical form; DNs that name different objects never do.
+///
+/// Only for comparing and indexing: the DN a DC returned is what is stored and sent.
+pub fn canonical(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    for (i, rdn) in components(dn).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&rdn.attribute.to_lowercase());
+        out.push('=');
+        escape_into(&rdn.value.to_lowercase(), &mut out);
+    }
+    out
+}
+
+/// Whether `dn` is `base` or below it, whatever the spelling of either (compared by their
+/// [`canonical`] components). An empty `base` holds nothing.
+pub fn is_within(dn: &str, base: &str) -> bool {
+    let dn: Vec<String> = components(dn).map(canonical_rdn).collect();
+    let base: Vec<String> = components(base).map(canonical_rdn).collect();
+    !base.is_empty() && dn.len() >= base.len() && dn[dn.len() - base.len()..] == base[..]
+}
+
+fn canonical_rdn(rdn: Rdn<'_>) -> String {
+    let mut out = rdn.attribute.to_lowercase();
+    out.push('=');
+    escape_into(&rdn.value.to_lowercase(), &mut out);
+    out
+}
+
+/// RFC 4514 escaping of one value: `\` before `,+"\<>;=`, a leading `#` or space and a
+/// trailing space; control characters as `\XX`.
+fn escape_into(value: &str, out: &mut String) {
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | ' ' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' if i == last => out.push_str("\\ "),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\{b:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+}
+
 /// Unescape one attribute value: `\` + two hex digits is a byte, `\` + any other character
 /// is that character. The bytes are UTF-8 (invalid sequences become U+FFFD). A trailing lone
 /// `\` is dropped.
@@ -141,6 +201,32 @@ fn trim_unescaped(raw: &str) -> &str {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn canonical_forms_agree_whatever_the_spelling() {
+        let a = canonical("OU=E2E, DC=Lab, dc=Example,DC=test");
+        assert_eq!(a, "ou=e2e,dc=lab,dc=example,dc=test");
+        assert_eq!(a, canonical("ou=e2e,dc=lab,dc=example,dc=test"));
+        // The same comma, escaped two ways; an escaped comma is not a separator.
+        assert_eq!(
+            canonical("CN=Smith\\, John,OU=x"),
+            canonical("cn=smith\\2C john,ou=X")
+        );
+        assert_ne!(canonical("CN=a\\,OU=b,DC=x"), canonical("CN=a,OU=b,DC=x"));
+        assert_eq!(canonical("CN=\\ lead,DC=x"), "cn=\\ lead,dc=x");
+        assert_eq!(canonical("CN=Émile,DC=x"), canonical("cn=émile,dc=X"));
+    }
+
+    #[test]
+    fn within_compares_components_not_text() {
+        assert!(is_within("CN=u,OU=E2E,DC=lab,DC=test", "ou=e2e, dc=LAB, dc=test"));
+        assert!(is_within("OU=E2E,DC=lab,DC=test", "OU=E2E,DC=lab,DC=test"));
+        assert!(!is_within("CN=u,OU=NotE2E,DC=lab,DC=test", "OU=E2E,DC=lab,DC=test"));
+        // A name that ends like the base after an escaped comma is not below it.
+        assert!(!is_within("CN=a\\,OU=E2E,DC=lab,DC=test", "OU=E2E,DC=lab,DC=test"));
+        assert!(!is_within("DC=lab,DC=test", "OU=E2E,DC=lab,DC=test"));
+        assert!(!is_within("CN=u,DC=x", ""));
+    }
 
     #[test]
     fn common_shapes() {

@@ -183,8 +183,9 @@ impl Source {
         if to <= from {
             return Ok(TimeBoundary::default());
         }
-        let now = self.now();
+        let clock = self.now();
         self.with_session("the time-boundary search", move |mut session| async move {
+            let now = session.now_or(clock);
             let result = boundary_in(&mut session, Window::new(from, to), now).await;
             (session, result)
         })

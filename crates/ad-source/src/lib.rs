@@ -93,6 +93,7 @@ pub mod root_dse;
 #[cfg(feature = "kerberos")]
 mod sealing;
 mod session;
+pub mod surroundings;
 pub mod sync;
 pub mod tls;
 
@@ -108,6 +109,7 @@ pub use objects::ChangedGroups;
 pub use probe::{ProbeOutcome, ProbeReport, ProbeStep, ProbeStepKind};
 pub use root_dse::RootDse;
 pub use session::Counters;
+pub use surroundings::{Containers, Outside, ScopeCheck, Surroundings};
 pub use sync::{
     Clock, DeltaOutcome, EVENT_BUFFER, RunKind, Source, SourceEvent, SyncRun, SyncSummary,
 };

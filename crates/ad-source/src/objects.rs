@@ -142,7 +142,7 @@ async fn read_objects_in(
 ) -> Result<Vec<SourceEvent>, SourceError> {
     let base = session.base_dn();
     let mut index = read_group_index(session, &base).await?;
-    let now = source.now();
+    let now = session.now_or(source.now());
     let mut out = Emitter::Collect(Vec::new());
     for dn in dns {
         if !within(dn, &base) {

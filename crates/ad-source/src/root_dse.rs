@@ -35,6 +35,11 @@ pub struct RootDse {
     pub domain_sid: Option<Sid>,
     /// `MaxPageSize` from the default query policy, when readable.
     pub max_page_size: Option<u32>,
+    /// `currentTime`: the DC's clock when the rootDSE was read. The DC judges lockout and
+    /// password expiry (`msDS-User-Account-Control-Computed`) by its own clock, so time
+    /// windows are taken on it too: a host clock ahead of or behind the DC's cannot hide a
+    /// change. `None` when the DC does not return it (then the host's clock is used).
+    pub current_time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl RootDse {
@@ -143,6 +148,7 @@ pub(crate) async fn read(conn: &Connection) -> Result<RootDse, SourceError> {
             "highestCommittedUSN",
             "dsServiceName",
             "supportedControl",
+            "currentTime",
         ],
     )
     .await?
@@ -197,7 +203,10 @@ pub(crate) async fn read(conn: &Connection) -> Result<RootDse, SourceError> {
         Some(config_nc) => read_max_page_size(conn, config_nc).await,
         None => None,
     };
+    let current_time = text(&root, "currentTime")
+        .and_then(|v| ad_model::decode_generalized_time(v.trim()).ok().flatten());
     Ok(RootDse {
+        current_time,
         dns_host_name,
         default_naming_context,
         configuration_naming_context,

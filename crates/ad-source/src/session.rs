@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use ad_model::Guid;
+use chrono::{DateTime, Utc};
 
 use crate::backoff::Backoff;
 use crate::config::SourceConfig;
@@ -206,6 +207,14 @@ impl Session {
     /// The domain root (defaultNamingContext).
     pub(crate) fn domain_dn(&self) -> &str {
         &self.root.default_naming_context
+    }
+
+    /// The instant account state is judged at: the DC's `currentTime` from the rootDSE read
+    /// when this session was opened or taken up again, or `clock` when the DC gave none. The
+    /// DC computes lockout and password expiry on its own clock; judging expiry and taking
+    /// time windows on the same clock means no host/DC skew can hide a change.
+    pub(crate) fn now_or(&self, clock: DateTime<Utc>) -> DateTime<Utc> {
+        self.root.current_time.unwrap_or(clock)
     }
 
     /// Where users and groups are searched.

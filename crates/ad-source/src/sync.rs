@@ -105,6 +105,9 @@ pub struct SyncRun {
     task: JoinHandle<Result<SyncSummary, SourceError>>,
     /// The rootDSE read at the start of the run.
     pub root_dse: RootDse,
+    /// Containers, and what changed outside the scope, read after H0 and before the run
+    /// (see [`crate::surroundings`]).
+    pub surroundings: crate::surroundings::Surroundings,
 }
 
 impl SyncRun {
@@ -251,14 +254,21 @@ impl Source {
     /// `highestCommittedUSN` read before anything else (H0). Connection, TLS and bind errors
     /// are returned here; errors during the read end the event stream and come from
     /// [`SyncRun::finish`].
+    ///
+    /// Before the users and groups, and after H0, it reads every container of the domain
+    /// ([`SyncRun::surroundings`]): a consumer that keeps them can tell, at the next delta,
+    /// an OU renamed or moved since this read.
     pub async fn full_snapshot(&self) -> Result<SyncRun, SourceError> {
         let session = Session::reuse_or_open(self.config.clone(), &self.parked).await?;
+        let (session, surroundings) = crate::surroundings::read_isolated(session, None).await?;
+        let now = session.now_or(self.now());
         Ok(spawn_run(
             session,
             RunKind::Full,
             None,
-            self.now(),
+            now,
             self.parked.clone(),
+            surroundings,
         ))
     }
 
@@ -270,20 +280,71 @@ impl Source {
         &self,
         checkpoint: &Checkpoint,
     ) -> Result<DeltaOutcome, SourceError> {
+        self.changes_since_with(checkpoint, None).await
+    }
+
+    /// [`Source::changes_since`], told the containers a consumer recorded (from
+    /// [`SyncRun::surroundings`] of earlier runs): a container among them that was renamed or
+    /// moved since, into, out of or inside the scope, changed the DNs (or the scope) of
+    /// objects AD did not write to, so no delta can see them and
+    /// [`DeltaOutcome::FullSyncRequired`] says which. An empty map (state that never recorded
+    /// containers) requires a full snapshot too, which records them.
+    pub async fn changes_since_with(
+        &self,
+        checkpoint: &Checkpoint,
+        known: Option<&crate::surroundings::Containers>,
+    ) -> Result<DeltaOutcome, SourceError> {
         let session = Session::reuse_or_open(self.config.clone(), &self.parked).await?;
         if let Some(reason) = full_sync_reason(&session.root, checkpoint) {
             // The full read that follows can use this connection.
             self.parked.put(session).await;
             return Ok(DeltaOutcome::FullSyncRequired { reason });
         }
+        // After H0 (read when the session was taken): a move after this search has a
+        // uSNChanged above the new checkpoint, so the next delta sees it.
+        let (session, surroundings) =
+            crate::surroundings::read_isolated(session, Some(checkpoint.usn)).await?;
+        if let Some(known) = known {
+            let scope = crate::surroundings::ScopeCheck::new(&session.base_dn(), self.config.scope);
+            let reason = if known.is_empty() {
+                Some("no container (OU) of the domain was recorded yet (state written by an earlier version), so a renamed or moved OU could not be told; a full sync records them".to_owned())
+            } else {
+                moved_container(known, &surroundings.containers, &scope)
+            };
+            if let Some(reason) = reason {
+                self.parked.put(session).await;
+                return Ok(DeltaOutcome::FullSyncRequired { reason });
+            }
+        }
+        let now = session.now_or(self.now());
         Ok(DeltaOutcome::Changes(spawn_run(
             session,
             RunKind::Delta,
             Some(checkpoint.usn),
-            self.now(),
+            now,
             self.parked.clone(),
+            surroundings,
         )))
     }
+}
+
+/// The first container of `changed` whose DN differs from the one `known` recorded, in a way
+/// that touches `scope`, as a sentence.
+fn moved_container(
+    known: &crate::surroundings::Containers,
+    changed: &[(Guid, String)],
+    scope: &crate::surroundings::ScopeCheck,
+) -> Option<String> {
+    changed.iter().find_map(|(guid, dn)| {
+        let old = known.get(guid)?;
+        (ad_model::dn::canonical(old) != ad_model::dn::canonical(dn)
+            && scope.touched_by_move(old, dn))
+        .then(|| {
+            format!(
+                "{old} was renamed or moved to {dn} since the last cycle; AD does not write to the objects below a container that moves, so no delta can see their new names (or that they came into or left the scope): a full sync reads them"
+            )
+        })
+    })
 }
 
 /// Why a checkpoint cannot be continued on the DC described by `root`, if it cannot.
@@ -317,6 +378,7 @@ fn spawn_run(
     since: Option<u64>,
     now: DateTime<Utc>,
     parked: crate::session::Parked,
+    surroundings: crate::surroundings::Surroundings,
 ) -> SyncRun {
     let (tx, rx) = mpsc::channel(EVENT_BUFFER);
     let root_dse = session.root.clone();
@@ -330,6 +392,7 @@ fn spawn_run(
         events: rx,
         task,
         root_dse,
+        surroundings,
     }
 }
 
@@ -657,11 +720,10 @@ const TOMBSTONE_ATTRIBUTES: &[&str] = &[
     "lastKnownParent",
 ];
 
-/// Whether `dn` is `base` or below it (case-insensitive).
+/// Whether `dn` is `base` or below it, whatever the spelling of either
+/// (`DC=lab, DC=example` is `dc=lab,dc=example`): compared by canonical components.
 pub(crate) fn within(dn: &str, base: &str) -> bool {
-    let dn = dn.to_ascii_lowercase();
-    let base = base.to_ascii_lowercase();
-    dn == base || dn.ends_with(&format!(",{base}"))
+    ad_model::dn::is_within(dn, base)
 }
 
 async fn read_tombstones(
@@ -705,7 +767,7 @@ async fn read_tombstones(
         show_deleted: true,
         what: "deleted objects",
     };
-    let scoped = !base.eq_ignore_ascii_case(&domain);
+    let scoped = ad_model::dn::canonical(base) != ad_model::dn::canonical(&domain);
     let mut reader = PagedReader::new(session, spec);
     let result: Result<(), SourceError> = async {
         while let Some(item) = reader.next(session).await? {
@@ -827,6 +889,7 @@ mod tests {
             supported_controls: vec![],
             domain_sid: None,
             max_page_size: None,
+            current_time: None,
         }
     }
 
@@ -858,5 +921,7 @@ mod tests {
         assert!(within("OU=Corp,DC=x", "OU=Corp,DC=x"));
         assert!(!within("CN=Users,DC=x", "OU=Corp,DC=x"));
         assert!(!within("OU=NotCorp,DC=x", "OU=Corp,DC=x"));
+        // Another valid spelling of the base (AD accepts spaces after the commas).
+        assert!(within("CN=u,OU=Corp,DC=x,DC=y", "OU=Corp, DC=x, dc=Y"));
     }
 }

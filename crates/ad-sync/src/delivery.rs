@@ -39,6 +39,11 @@ pub(crate) enum Record {
 pub(crate) struct Pending {
     pub(crate) change: Change,
     pub(crate) record: Record,
+    /// The records of the users a group change carries inside it (`affected_users`, for
+    /// sinks that need them): the platform holds them once it accepts the change, so they
+    /// are marked in doubt and recorded with it — one record of what the platform has,
+    /// whichever way an object reached it.
+    pub(crate) carried: Vec<SentObject>,
 }
 
 /// A record the platform refused on its own.
@@ -145,9 +150,12 @@ impl Delivery {
         let objects: Vec<&SentObject> = self
             .current
             .iter()
-            .filter_map(|p| match &p.record {
-                Record::Upsert(object) => Some(object),
-                Record::Delete(_) => None,
+            .flat_map(|p| {
+                let own = match &p.record {
+                    Record::Upsert(object) => Some(object),
+                    Record::Delete(_) => None,
+                };
+                own.into_iter().chain(p.carried.iter())
             })
             .collect();
         store.mark_in_doubt(cycle, &objects, Utc::now())?;
@@ -206,15 +214,21 @@ async fn send_isolating(
     let mut work: VecDeque<Vec<Pending>> = VecDeque::from([pending]);
     while let Some(part) = work.pop_front() {
         // The changes move into the batch and back out of it (no copy of every record).
-        let (changes, records): (Vec<Change>, Vec<Record>) =
-            part.into_iter().map(|p| (p.change, p.record)).unzip();
+        let (changes, records): (Vec<Change>, Vec<(Record, Vec<SentObject>)>) = part
+            .into_iter()
+            .map(|p| (p.change, (p.record, p.carried)))
+            .unzip();
         let batch = Batch { id, sync, changes };
         let result = sink.send(&batch).await;
         let part: Vec<Pending> = batch
             .changes
             .into_iter()
             .zip(records)
-            .map(|(change, record)| Pending { change, record })
+            .map(|(change, (record, carried))| Pending {
+                change,
+                record,
+                carried,
+            })
             .collect();
         match result {
             Ok(ack) => {
@@ -229,12 +243,18 @@ async fn send_isolating(
                     };
                     *counter += 1;
                 }
-                settled.accepted.extend(part.into_iter().map(|p| p.record));
+                for p in part {
+                    settled.accepted.push(p.record);
+                    settled
+                        .accepted
+                        .extend(p.carried.into_iter().map(Record::Upsert));
+                }
             }
             Err(error @ SinkError::Rejected { .. }) if !endpoint_refused(&error) => {
                 if part.len() == 1 {
                     settled.delivered.refused += 1;
                     let reason = error.to_string();
+                    // The users it carried stay in doubt: the next cycle re-reads them.
                     settled.refused.extend(part.into_iter().map(|p| Refused {
                         change: p.change,
                         record: p.record,

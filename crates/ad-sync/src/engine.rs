@@ -149,10 +149,18 @@ impl Engine {
         if let Some(reason) = &full_reason {
             tracing::info!("a full sync, because {reason}");
         }
+        // Time windows on the DC's clock (its rootDSE `currentTime`), which is the clock it
+        // judges lockout and password expiry by: a host clock ahead of the DC's would
+        // otherwise close a window over a lockout end the DC has not reached yet.
+        let read_at = pinned.root.current_time.unwrap_or(read_at);
         let cycle_id = self.store.begin_cycle(mode_name(mode), started_at)?;
+        let dc = pinned.root.dns_host_name.clone();
+        self.store.note_cycle_on(&dc, started_at)?;
+        let mark_at = self.store.dc_mark(&dc)?.map(|mark| mark.updated_at);
         let result = {
             let mut cycle = Cycle::new(self, cycle_id, mode, stored.clone(), read_at, observer);
             cycle.source = pinned.source.clone();
+            cycle.mark_at = mark_at;
             cycle.report.dc = Some(pinned.root.dns_host_name.clone());
             cycle.report.passed_over = pinned
                 .passed_over
@@ -226,9 +234,21 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(SyncRun, SyncMode, Option<String>, PinnedDc), CycleError> {
         let pinned = self.source.pin().await?;
-        let opened = match self.store.dc_mark(&pinned.root.dns_host_name) {
-            Ok(mark) => open_run(&pinned, stored, mark.as_ref(), request, &self.options, now).await,
-            Err(e) => Err(e.into()),
+        let known = self.store.containers(&pinned.root.dns_host_name);
+        let opened = match (self.store.dc_mark(&pinned.root.dns_host_name), known) {
+            (Ok(mark), Ok(known)) => {
+                open_run(
+                    &pinned,
+                    stored,
+                    mark.as_ref(),
+                    &known,
+                    request,
+                    &self.options,
+                    now,
+                )
+                .await
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e.into()),
         };
         match opened {
             Ok((run, mode, reason)) => Ok((run, mode, reason, pinned)),
@@ -244,6 +264,7 @@ async fn open_run(
     pinned: &PinnedDc,
     stored: Option<&StoredCheckpoint>,
     mark: Option<&DcMark>,
+    known: &ad_source::Containers,
     request: CycleRequest,
     options: &EngineOptions,
     now: DateTime<Utc>,
@@ -288,7 +309,7 @@ async fn open_run(
         },
     };
     if let (None, Some(mark)) = (&reason, mark) {
-        match source.changes_since(&mark.position).await? {
+        match source.changes_since_with(&mark.position, Some(known)).await? {
             DeltaOutcome::Changes(run) => return Ok((run, SyncMode::Delta, None)),
             DeltaOutcome::FullSyncRequired { reason } => {
                 let run = source.full_snapshot().await?;
@@ -367,6 +388,18 @@ struct Cycle<'e> {
     quarantined: Vec<QuarantineRow>,
     /// Full sync: a skipped entry that matches no tracked object (so deletes are unsafe).
     unmatched_skips: u64,
+    /// What the run read: `None` when it is the whole domain (nothing is outside it).
+    scope: Option<ad_source::ScopeCheck>,
+    /// Containers the run read (all of them, or the changed ones), recorded with the
+    /// checkpoint.
+    containers: Vec<(Guid, String)>,
+    /// Delta: users and groups that changed outside the scope.
+    outside: Vec<ad_source::Outside>,
+    /// Users read in groups outside the scope, (canonical group DN, member DN), not yet
+    /// recorded.
+    outside_pairs: Vec<(String, String)>,
+    /// When the last completed cycle on this cycle's DC ended (its mark).
+    mark_at: Option<DateTime<Utc>>,
 }
 
 impl<'e> Cycle<'e> {
@@ -417,6 +450,11 @@ impl<'e> Cycle<'e> {
             skipped: Vec::new(),
             quarantined: Vec::new(),
             unmatched_skips: 0,
+            scope: None,
+            containers: Vec::new(),
+            outside: Vec::new(),
+            outside_pairs: Vec::new(),
+            mark_at: None,
         }
     }
 
@@ -438,6 +476,26 @@ impl<'e> Cycle<'e> {
             usn: self.h0,
         });
         self.reread.extend(self.store.in_doubt()?);
+        let domain = run.root_dse.default_naming_context.clone();
+        let config = self.source.config();
+        let base = config
+            .base_dn
+            .clone()
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or_else(|| domain.clone());
+        let scope = ad_source::ScopeCheck::new(&base, config.scope);
+        self.scope = (!scope.is_whole(&domain)).then_some(scope);
+        let surroundings = std::mem::take(&mut run.surroundings);
+        if !surroundings.incomplete.is_empty() {
+            self.hold_checkpoint(
+                "the search for renamed OUs and for objects that changed outside the scope was incomplete",
+            );
+            for message in surroundings.incomplete {
+                self.warning(message);
+            }
+        }
+        self.containers = surroundings.containers;
+        self.outside = surroundings.outside;
         while let Some(event) = run.next_event().await {
             self.event(event).await?;
         }
@@ -447,6 +505,8 @@ impl<'e> Cycle<'e> {
 
         // 2. Delta: what changed without a directory write, and what earlier cycles left.
         if !self.full() {
+            self.recorded_elsewhere()?;
+            self.outside_scope()?;
             self.time_driven().await?;
             self.leftovers().await?;
         }
@@ -562,6 +622,89 @@ impl<'e> Cycle<'e> {
             let guids = std::mem::take(&mut self.unmarked);
             self.store.mark_read(self.id, &guids)?;
         }
+        if !self.outside_pairs.is_empty() {
+            let pairs = std::mem::take(&mut self.outside_pairs);
+            self.store.note_outside_members(self.id, &pairs)?;
+        }
+        Ok(())
+    }
+
+    /// Scope narrower than the domain: note the groups outside it that this user is in
+    /// (directly or nested; the primary group aside, whose change is the user's own write),
+    /// so a later change of one of them re-reads the user.
+    fn note_outside_groups(&mut self, user: &User) -> Result<(), CycleError> {
+        let Some(scope) = &self.scope else {
+            return Ok(());
+        };
+        for group in user.groups.iter().chain(&user.transitive_groups) {
+            if !group.primary && !scope.contains(&group.dn) {
+                self.outside_pairs
+                    .push((ad_model::dn::canonical(&group.dn), user.dn.clone()));
+            }
+        }
+        if self.outside_pairs.len() >= MARK_CHUNK {
+            self.flush_marks()?;
+        }
+        Ok(())
+    }
+
+    /// Delta after cycles on another DC: what they sent or deleted since this DC's mark is
+    /// what *that* DC showed (a lagging DC re-sends old values and deletes what it has not
+    /// seen restored), and this delta starts past those changes on this DC. Re-read it here
+    /// (durably noted first): the platform then equals this DC again.
+    fn recorded_elsewhere(&mut self) -> Result<(), CycleError> {
+        let (Some(since), Some(position)) = (self.mark_at, &self.position) else {
+            return Ok(());
+        };
+        if let Some(dns) = self
+            .store
+            .recorded_elsewhere_since(&position.dc_host, since)?
+        {
+            tracing::info!(
+                objects = dns.len(),
+                "cycles ran on another DC since this DC's last one: their objects are read again here"
+            );
+            self.store.add_reread(&dns)?;
+            self.reread.extend(dns);
+        }
+        Ok(())
+    }
+
+    /// Delta, scope narrower than the domain: what changed outside it. A tracked object
+    /// found there left the scope (moved out of `base_dn`): it is deleted like a tombstone
+    /// (after every upsert; not if this cycle read it in scope after the search). A group
+    /// outside it re-reads the users of the scope it listed and lists now (AD writes nothing
+    /// to them, and no search of the scope returns the group).
+    fn outside_scope(&mut self) -> Result<(), CycleError> {
+        for outside in std::mem::take(&mut self.outside) {
+            if self.read.contains(&outside.guid) {
+                continue;
+            }
+            if let Some(row) = self.store.object(&outside.guid)? {
+                tracing::info!(dn = %outside.dn, was = %row.dn, "moved out of the scope: deleted on the platform");
+                self.report.left_scope += 1;
+                self.tombstones.push(Deleted {
+                    object_guid: outside.guid,
+                    object_sid: row.sid,
+                    kind: Some(row.kind),
+                    dn: outside.dn.clone(),
+                    sam_account_name: None,
+                    usn_changed: None,
+                });
+            }
+            if outside.kind == ObjectKind::Group {
+                let key = ad_model::dn::canonical(&outside.dn);
+                let mut affected: BTreeSet<String> =
+                    self.store.outside_members(&key)?.into_iter().collect();
+                affected.extend(outside.members_in_scope.iter().cloned());
+                let affected: Vec<String> = affected.into_iter().collect();
+                // Durable before the list is replaced: a crash cannot lose the re-reads.
+                self.store.add_reread(&affected)?;
+                self.reread.extend(affected);
+                self.store
+                    .replace_outside_members(self.id, &key, &outside.members_in_scope)?;
+            }
+        }
         Ok(())
     }
 
@@ -570,6 +713,7 @@ impl<'e> Cycle<'e> {
         self.observer.object_read(ObjectKind::User);
         note_warnings(&mut self.report, &decoded.record.dn, &decoded.warnings);
         let user = decoded.record;
+        self.note_outside_groups(&user)?;
         // One look-up for both the DN check and the comparison.
         let known = self.store.sent_state(&user.object_guid)?;
         let hash = fingerprint::user(&user);
@@ -588,17 +732,11 @@ impl<'e> Cycle<'e> {
             self.report.unchanged += 1;
             return Ok(());
         }
-        let record = Record::Upsert(SentObject {
-            guid: user.object_guid,
-            kind: ObjectKind::User,
-            sid: user.object_sid,
-            dn: user.dn.clone(),
-            hash,
-            members: None,
-        });
+        let record = Record::Upsert(user_object(&user, hash));
         self.push(Pending {
             change: Change::UpsertUser(user),
             record,
+            carried: Vec::new(),
         })
         .await
     }
@@ -690,6 +828,7 @@ impl<'e> Cycle<'e> {
                 affected_users: Vec::new(),
             },
             record,
+            carried: Vec::new(),
         })
         .await
     }
@@ -917,6 +1056,7 @@ impl<'e> Cycle<'e> {
         for deleted in &self.tombstones {
             if let Some(row) = self.store.object(&deleted.object_guid)? {
                 listing.extend(self.store.groups_listing_any_parent(&row.dn)?);
+                listing.extend(self.members_of_deleted(&row)?);
             }
             // The name it had when deleted (renamed since we last read it). Also when it is
             // no longer tracked: a full sync may have deleted it under an older name while
@@ -938,6 +1078,20 @@ impl<'e> Cycle<'e> {
             self.linked_round().await?;
         }
         Ok(())
+    }
+
+    /// The members (nested groups followed) of a tracked group about to be deleted: they
+    /// lose the group, and any privilege through it, and AD writes nothing to them.
+    fn members_of_deleted(
+        &self,
+        row: &crate::store::ObjectRow,
+    ) -> Result<BTreeSet<String>, CycleError> {
+        if row.kind != ObjectKind::Group {
+            return Ok(BTreeSet::new());
+        }
+        let mut members = self.with_nested_members(BTreeSet::from([row.dn.clone()]))?;
+        members.remove(&row.dn);
+        Ok(members)
     }
 
     /// Groups that changed after this cycle read them are read again. A group read before a
@@ -1067,12 +1221,18 @@ impl<'e> Cycle<'e> {
                 .filter_map(|dn| affected_users.get(&dn.to_ascii_lowercase()).cloned())
                 .collect();
             let record = group_record(&group, hash);
+            // The platform holds these users as sent here once it accepts the change.
+            let carried = users
+                .iter()
+                .map(|user| user_object(user, fingerprint::user(user)))
+                .collect();
             self.push(Pending {
                 change: Change::UpsertGroup {
                     group,
                     affected_users: users,
                 },
                 record,
+                carried,
             })
             .await?;
         }
@@ -1209,6 +1369,7 @@ impl<'e> Cycle<'e> {
             self.push(Pending {
                 change: Change::Delete(deletion),
                 record: Record::Delete(deleted.object_guid),
+                carried: Vec::new(),
             })
             .await?;
         }
@@ -1274,6 +1435,7 @@ impl<'e> Cycle<'e> {
         let mut listing = Vec::new();
         for row in &candidates {
             listing.extend(self.store.groups_listing_any_parent(&row.dn)?);
+            listing.extend(self.members_of_deleted(row)?);
         }
         if !listing.is_empty() {
             self.store.add_reread(&listing)?;
@@ -1293,6 +1455,7 @@ impl<'e> Cycle<'e> {
             self.push(Pending {
                 change: Change::Delete(deletion),
                 record: Record::Delete(row.guid),
+                carried: Vec::new(),
             })
             .await?;
         }
@@ -1364,6 +1527,9 @@ impl<'e> Cycle<'e> {
             skipped: std::mem::take(&mut self.skipped),
             withheld,
             withheld_resolved: self.read.iter().copied().collect(),
+            containers: std::mem::take(&mut self.containers),
+            containers_complete: self.full(),
+            outside_complete: (self.full() && !summary.truncated()).then_some(self.id),
         };
         self.store.finish_cycle(
             if hold { None } else { Some(&checkpoint) },
@@ -1404,6 +1570,17 @@ fn member_difference(before: &[String], after: &[String], all: bool) -> BTreeSet
         }
     }
     affected
+}
+
+fn user_object(user: &User, hash: String) -> SentObject {
+    SentObject {
+        guid: user.object_guid,
+        kind: ObjectKind::User,
+        sid: user.object_sid,
+        dn: user.dn.clone(),
+        hash,
+        members: None,
+    }
 }
 
 fn group_record(group: &Group, hash: String) -> Record {

@@ -59,6 +59,9 @@ pub struct CycleReport {
     /// not proven deleted on this DC (no tombstone), so not deleted (they may not have
     /// replicated to it yet).
     pub deletes_unproven: u64,
+    /// Delta with a scope narrower than the domain: tracked objects found outside it now
+    /// (moved out of `base_dn`), deleted on the platform like any object out of scope.
+    pub left_scope: u64,
 }
 
 impl CycleReport {
@@ -83,6 +86,12 @@ impl CycleReport {
             self.skipped.len(),
             self.duration_secs
         );
+        if self.left_scope > 0 {
+            line.push_str(&format!(
+                "; {} objects moved out of the scope (base_dn) and were deleted on the platform",
+                self.left_scope
+            ));
+        }
         if self.time_driven > 0 {
             line.push_str(&format!(
                 "; {} accounts re-read for expiry/lockout/password age",

@@ -157,6 +157,15 @@ pub struct Leftovers {
     pub withheld: Option<Vec<WithheldRow>>,
     /// Objects read or deleted by this (delta) cycle: no longer withheld deletes.
     pub withheld_resolved: Vec<Guid>,
+    /// Containers read by this cycle (objectGUID, DN), recorded with the checkpoint for its
+    /// DC: all of the domain's for a full sync (they replace that DC's list), the changed
+    /// ones for a delta.
+    pub containers: Vec<(Guid, String)>,
+    /// Whether `containers` is every container (a full sync's read).
+    pub containers_complete: bool,
+    /// `Some(cycle)` for a complete full sync: the pairs of groups outside the scope and
+    /// members that this cycle did not see again are dropped.
+    pub outside_complete: Option<i64>,
 }
 
 /// What the state knows of one object.
@@ -351,6 +360,38 @@ CREATE TABLE IF NOT EXISTS dc_marks (
     invocation_id TEXT NOT NULL,
     usn INTEGER NOT NULL,
     updated_at TEXT NOT NULL
+);
+-- Every container (OU, CN= container, Builtin) of the domain as a DC last showed it: a delta
+-- on that DC that finds one under another DN knows the objects below it moved without a
+-- uSNChanged of their own. Per DC: a lagging DC shows an OU's old name until it replicates.
+CREATE TABLE IF NOT EXISTS containers (
+    dc_host TEXT NOT NULL COLLATE NOCASE,
+    guid TEXT NOT NULL,
+    dn TEXT NOT NULL,
+    PRIMARY KEY (dc_host, guid)
+) WITHOUT ROWID;
+-- Scope narrower than the domain: the groups outside it (canonical DN) that users of the
+-- scope were last read in, directly or through nesting. A change of such a group re-reads
+-- these users and its members now: AD writes nothing to a member it adds or removes, and no
+-- search of the scope returns the group. `cycle`: the cycle that last saw the pair.
+CREATE TABLE IF NOT EXISTS outside_members (
+    group_key TEXT NOT NULL,
+    member_dn TEXT NOT NULL COLLATE NOCASE,
+    cycle INTEGER NOT NULL,
+    PRIMARY KEY (group_key, member_dn)
+) WITHOUT ROWID;
+-- Objects deleted on the platform, kept while a DC's mark may predate the delete: a delta
+-- on a DC after cycles on another re-reads them (a restore one DC has and the other has not
+-- yet must not end as a lasting delete).
+CREATE TABLE IF NOT EXISTS deleted_log (
+    guid TEXT PRIMARY KEY,
+    dn TEXT NOT NULL,
+    deleted_at TEXT NOT NULL
+);
+-- When a cycle last started on each DC (also one that failed after sending something).
+CREATE TABLE IF NOT EXISTS dc_cycles (
+    dc_host TEXT PRIMARY KEY COLLATE NOCASE,
+    last_started TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS skipped (
     dn TEXT PRIMARY KEY COLLATE NOCASE,
@@ -1304,10 +1345,17 @@ impl Store {
                     upsert.execute(values).map_err(&db)?;
                 }
             }
+            let mut log = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO deleted_log (guid, dn, deleted_at)
+                     SELECT guid, dn, ?2 FROM objects WHERE guid = ?1",
+                )
+                .map_err(&db)?;
             let mut delete = tx
                 .prepare_cached("DELETE FROM objects WHERE guid = ?1")
                 .map_err(&db)?;
             for guid in deleted {
+                log.execute(params![guid.to_string(), now]).map_err(&db)?;
                 delete.execute([guid.to_string()]).map_err(&db)?;
             }
         }
@@ -1433,6 +1481,178 @@ impl Store {
                 for guid in &leftovers.withheld_resolved {
                     delete.execute([guid.to_string()]).map_err(&db)?;
                 }
+            }
+        }
+        if let Some(cp) = checkpoint {
+            let dc = &cp.position.dc_host;
+            if leftovers.containers_complete {
+                tx.execute("DELETE FROM containers WHERE dc_host = ?1", [dc])
+                    .map_err(&db)?;
+            }
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO containers (dc_host, guid, dn) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(&db)?;
+            for (guid, dn) in &leftovers.containers {
+                insert
+                    .execute(params![dc, guid.to_string(), dn])
+                    .map_err(&db)?;
+            }
+        }
+        if checkpoint.is_some() {
+            // No DC's mark predates these deletes any more: no delta needs them.
+            tx.execute(
+                "DELETE FROM deleted_log WHERE julianday(deleted_at) <
+                    (SELECT MIN(julianday(updated_at)) FROM dc_marks)",
+                [],
+            )
+            .map_err(&db)?;
+        }
+        if let (Some(_), Some(cycle)) = (checkpoint, leftovers.outside_complete) {
+            tx.execute("DELETE FROM outside_members WHERE cycle <> ?1", [cycle])
+                .map_err(&db)?;
+        }
+        tx.commit().map_err(&db)
+    }
+
+    /// Note that a cycle starts reading from `dc_host` (before it can send anything).
+    pub(crate) fn note_cycle_on(
+        &mut self,
+        dc_host: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO dc_cycles (dc_host, last_started) VALUES (?1, ?2)
+                 ON CONFLICT (dc_host) DO UPDATE SET last_started = ?2",
+                params![dc_host, now.to_rfc3339()],
+            )
+            .map(|_| ())
+            .map_err(self.db())
+    }
+
+    /// When cycles on other DCs than `dc_host` ran after `since` (that DC's mark), the DNs of
+    /// the objects recorded or deleted since: they hold what another DC showed, which this
+    /// DC's delta (from its own mark) would never read again. `None` when no other DC ran.
+    pub(crate) fn recorded_elsewhere_since(
+        &self,
+        dc_host: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let since = since.to_rfc3339();
+        let elsewhere: bool = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM dc_cycles
+                 WHERE dc_host <> ?1 AND julianday(last_started) > julianday(?2)",
+                params![dc_host, since],
+                |r| r.get(0),
+            )
+            .map_err(self.db())?;
+        if !elsewhere {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT dn FROM objects WHERE julianday(last_sent) > julianday(?1)
+                 UNION SELECT dn FROM deleted_log WHERE julianday(deleted_at) > julianday(?1)",
+            )
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([since], |r| r.get::<_, String>(0))
+            .map_err(self.db())?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map(Some)
+            .map_err(self.db())
+    }
+
+    /// The containers as the last completed cycle on `dc_host` read them: objectGUID → DN.
+    pub(crate) fn containers(&self, dc_host: &str) -> Result<ad_source::Containers, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT guid, dn FROM containers WHERE dc_host = ?1")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([dc_host], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(self.db())?;
+        let mut out = ad_source::Containers::new();
+        for row in rows {
+            let (guid, dn) = row.map_err(self.db())?;
+            let guid = guid.parse::<Guid>().map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                what: "container objectGUID",
+                detail: e.to_string(),
+            })?;
+            out.insert(guid, dn);
+        }
+        Ok(out)
+    }
+
+    /// Record that cycle `cycle` read these users in these groups outside the scope
+    /// (`(canonical group DN, member DN)`).
+    pub(crate) fn note_outside_members(
+        &mut self,
+        cycle: i64,
+        pairs: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = db_err(&path);
+        let tx = self.conn.transaction().map_err(&db)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO outside_members (group_key, member_dn, cycle) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(&db)?;
+            for (group, member) in pairs {
+                insert.execute(params![group, member, cycle]).map_err(&db)?;
+            }
+        }
+        tx.commit().map_err(&db)
+    }
+
+    /// The users last read in the group outside the scope with this canonical DN.
+    pub(crate) fn outside_members(&self, group_key: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT member_dn FROM outside_members WHERE group_key = ?1")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([group_key], |r| r.get::<_, String>(0))
+            .map_err(self.db())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.db())
+    }
+
+    /// Replace what is recorded of the group outside the scope `group_key` by its members
+    /// now (after they were noted for re-reading).
+    pub(crate) fn replace_outside_members(
+        &mut self,
+        cycle: i64,
+        group_key: &str,
+        members: &[String],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = db_err(&path);
+        let tx = self.conn.transaction().map_err(&db)?;
+        tx.execute(
+            "DELETE FROM outside_members WHERE group_key = ?1",
+            [group_key],
+        )
+        .map_err(&db)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO outside_members (group_key, member_dn, cycle) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(&db)?;
+            for member in members {
+                insert
+                    .execute(params![group_key, member, cycle])
+                    .map_err(&db)?;
             }
         }
         tx.commit().map_err(&db)
@@ -1772,6 +1992,7 @@ mod tests {
                 cycle,
             }]),
             withheld_resolved: Vec::new(),
+            ..Leftovers::default()
         };
         store
             .finish_cycle(Some(&checkpoint(50)), &leftovers, now)

@@ -18,15 +18,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::platform::Platform;
 
-struct Lab {
-    server: TestServer,
-    manifest: CompanyManifest,
-    platform: Platform,
-    state: tempfile::TempDir,
+pub(crate) struct Lab {
+    pub(crate) server: TestServer,
+    pub(crate) manifest: CompanyManifest,
+    pub(crate) platform: Platform,
+    pub(crate) state: tempfile::TempDir,
 }
 
 impl Lab {
-    fn new() -> Lab {
+    pub(crate) fn new() -> Lab {
         let company = Company::build(CompanyOptions {
             users: 30,
             ..CompanyOptions::default()
@@ -48,7 +48,7 @@ impl Lab {
         }
     }
 
-    fn source(&self, base_dn: Option<&str>) -> Source {
+    pub(crate) fn source(&self, base_dn: Option<&str>) -> Source {
         let mut config = SourceConfig::new(
             self.server.url(),
             SERVICE_ACCOUNT_UPN,
@@ -64,7 +64,7 @@ impl Lab {
             .with_clock(Arc::new(move || directory.now()))
     }
 
-    async fn cycle_with(
+    pub(crate) async fn cycle_with(
         &self,
         base_dn: Option<&str>,
         request: CycleRequest,
@@ -85,7 +85,7 @@ impl Lab {
             .await
     }
 
-    async fn cycle(&self, force_full: bool) -> Result<CycleReport, CycleError> {
+    pub(crate) async fn cycle(&self, force_full: bool) -> Result<CycleReport, CycleError> {
         self.cycle_with(
             None,
             CycleRequest {
@@ -100,11 +100,11 @@ impl Lab {
         .await
     }
 
-    fn store(&self) -> Store {
+    pub(crate) fn store(&self) -> Store {
         Store::open_read_only(self.state.path()).unwrap().unwrap()
     }
 
-    fn guid(&self, dn: &str) -> Guid {
+    pub(crate) fn guid(&self, dn: &str) -> Guid {
         let entry = self.server.directory().get(dn).unwrap();
         Guid::from_bytes(&entry.get("objectGUID").unwrap()[0]).unwrap()
     }

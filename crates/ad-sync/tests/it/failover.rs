@@ -273,15 +273,17 @@ async fn failover_reads_a_delta_from_each_dcs_own_checkpoint_and_returns_to_the_
     assert!(dc2_usn > 1_000_000, "dc2's own USN: {dc2_usn}");
 
     // 5. dc1 comes back, having missed nothing (replication): the next cycle returns to
-    // it with a delta from dc1's own mark, which reads the two changes made meanwhile.
+    // it with a delta from dc1's own mark, which reads the two changes made meanwhile, and
+    // re-reads on dc1 what the cycles on dc2 sent since dc1's mark (a lagging dc2 would
+    // have sent older values, which dc1's delta would otherwise never correct).
     lab.replicated(&dn(3), "changed before dc1 came back");
     lab.dc1.restart();
     let r = lab.cycle().await;
     assert_eq!((r.mode, r.dc.as_deref()), ("delta", Some(DC1)), "{r:?}");
     assert_eq!(
         (r.users, r.upserts),
-        (3, 1),
-        "dn 1 and 2 read again (unchanged), dn 3 sent: {}",
+        (5, 1),
+        "dn 1 and 2 read again (unchanged), dn 3 sent, the 2 objects dc2's cycles sent re-read: {}",
         r.summary()
     );
     lab.assert_platform_matches(&lab.dc1.directory);

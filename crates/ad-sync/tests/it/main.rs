@@ -4,4 +4,5 @@
 mod engine;
 mod failover;
 mod platform;
+mod scope;
 mod sim;
