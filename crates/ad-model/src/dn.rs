@@ -219,11 +219,20 @@ mod tests {
 
     #[test]
     fn within_compares_components_not_text() {
-        assert!(is_within("CN=u,OU=E2E,DC=lab,DC=test", "ou=e2e, dc=LAB, dc=test"));
+        assert!(is_within(
+            "CN=u,OU=E2E,DC=lab,DC=test",
+            "ou=e2e, dc=LAB, dc=test"
+        ));
         assert!(is_within("OU=E2E,DC=lab,DC=test", "OU=E2E,DC=lab,DC=test"));
-        assert!(!is_within("CN=u,OU=NotE2E,DC=lab,DC=test", "OU=E2E,DC=lab,DC=test"));
+        assert!(!is_within(
+            "CN=u,OU=NotE2E,DC=lab,DC=test",
+            "OU=E2E,DC=lab,DC=test"
+        ));
         // A name that ends like the base after an escaped comma is not below it.
-        assert!(!is_within("CN=a\\,OU=E2E,DC=lab,DC=test", "OU=E2E,DC=lab,DC=test"));
+        assert!(!is_within(
+            "CN=a\\,OU=E2E,DC=lab,DC=test",
+            "OU=E2E,DC=lab,DC=test"
+        ));
         assert!(!is_within("DC=lab,DC=test", "OU=E2E,DC=lab,DC=test"));
         assert!(!is_within("CN=u,DC=x", ""));
     }

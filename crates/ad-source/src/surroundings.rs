@@ -48,8 +48,8 @@ pub struct Outside {
     pub dn: String,
     /// User or group.
     pub kind: ObjectKind,
-    /// For a group: the DNs of the users in scope that are its direct members now
-    /// (`memberOf`, as the DC answers it).
+    /// For a group: the DNs of the users in scope that are its members now, directly or
+    /// nested (`memberOf` in chain, as the DC answers it).
     pub members_in_scope: Vec<String>,
 }
 
@@ -135,10 +135,7 @@ pub(crate) async fn read_isolated(
 
 /// Read the surroundings of a run: `since` is the checkpoint's USN for a delta, `None` for
 /// a full snapshot (every container, nothing outside).
-async fn read(
-    session: &mut Session,
-    since: Option<u64>,
-) -> Result<Surroundings, SourceError> {
+async fn read(session: &mut Session, since: Option<u64>) -> Result<Surroundings, SourceError> {
     let domain = session.domain_dn().to_owned();
     let scope = ScopeCheck::new(&session.base_dn(), session.config.scope);
     let changed = |filter: &str| match since {
@@ -210,7 +207,9 @@ async fn read(
     Ok(found)
 }
 
-/// The users of the scope that are direct members of `group` (outside the scope) now.
+/// The users of the scope that are members of `group` (outside the scope) now, directly or
+/// through nested groups (`LDAP_MATCHING_RULE_IN_CHAIN`): a group nested into it or out of it
+/// changes only `group`, and gives or takes its privilege from everyone below.
 async fn members_in_scope(
     session: &mut Session,
     group: &str,
@@ -220,7 +219,7 @@ async fn members_in_scope(
         base: session.base_dn(),
         scope: session.config.scope.to_ldap(),
         filter: format!(
-            "(&{}(memberOf={}))",
+            "(&{}(memberOf:1.2.840.113556.1.4.1941:={}))",
             session.config.user_filter,
             ldap3::ldap_escape(group)
         ),

@@ -309,7 +309,10 @@ async fn open_run(
         },
     };
     if let (None, Some(mark)) = (&reason, mark) {
-        match source.changes_since_with(&mark.position, Some(known)).await? {
+        match source
+            .changes_since_with(&mark.position, Some(known))
+            .await?
+        {
             DeltaOutcome::Changes(run) => return Ok((run, SyncMode::Delta, None)),
             DeltaOutcome::FullSyncRequired { reason } => {
                 let run = source.full_snapshot().await?;

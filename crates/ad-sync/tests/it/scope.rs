@@ -48,10 +48,7 @@ impl Lab {
     }
 
     fn privileged(&self, guid: &Guid) -> bool {
-        !self.held(guid)["privileges"]
-            .as_array()
-            .unwrap()
-            .is_empty()
+        !self.held(guid)["privileges"].as_array().unwrap().is_empty()
     }
 
     /// The users the directory holds below `base` whose record the platform holds with
@@ -91,7 +88,11 @@ async fn a_renamed_ou_reaches_the_platform_by_the_next_delta() {
         "{}\n{reason}",
         report.summary()
     );
-    assert!(lab.stale_below(&renamed).is_empty(), "{:?}", lab.stale_below(&renamed));
+    assert!(
+        lab.stale_below(&renamed).is_empty(),
+        "{:?}",
+        lab.stale_below(&renamed)
+    );
     let new_dn = user.replacen(&ou, &renamed, 1);
     assert_eq!(lab.held(&guid)["dn"], new_dn.as_str());
 
@@ -224,6 +225,34 @@ async fn domain_admins_outside_an_ou_scoped_base_dn_is_seen_by_the_next_delta() 
     assert!(!lab.privileged(&guid), "{}", report.summary());
     let idle = lab.run(Some(&people), delta()).await;
     assert_eq!(idle.upserts + idle.deletes, 0, "{}", idle.summary());
+
+    // Through a group outside the scope too: the user is in Helpdesk (CN=Users), which is
+    // nested into Domain Admins and out again. Only Domain Admins changes each time.
+    let helpdesk = format!("CN=Helpdesk,CN=Users,{}", lab.manifest.base_dn);
+    directory
+        .add(
+            Entry::new(helpdesk.clone())
+                .with("objectClass", ["top", "group"])
+                .with("sAMAccountName", ["helpdesk"])
+                .with("groupType", ["-2147483646"])
+                .with("member", [user.as_str()]),
+        )
+        .unwrap();
+    lab.run(Some(&people), delta()).await;
+    assert!(!lab.privileged(&guid));
+    directory
+        .modify(&admins, [Modification::add("member", [helpdesk.as_str()])])
+        .unwrap();
+    let report = lab.run(Some(&people), delta()).await;
+    assert!(lab.privileged(&guid), "{}", report.summary());
+    directory
+        .modify(
+            &admins,
+            [Modification::delete("member", [helpdesk.as_str()])],
+        )
+        .unwrap();
+    let report = lab.run(Some(&people), delta()).await;
+    assert!(!lab.privileged(&guid), "{}", report.summary());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -317,9 +346,9 @@ async fn a_host_clock_ahead_of_the_dcs_loses_no_lockout_end() {
         config.starttls = false;
         config.allow_plain_ldap = true;
         let directory = directory.clone();
-        Source::new(config)
-            .unwrap()
-            .with_clock(Arc::new(move || directory.now() + chrono::Duration::minutes(10)))
+        Source::new(config).unwrap().with_clock(Arc::new(move || {
+            directory.now() + chrono::Duration::minutes(10)
+        }))
     };
     let cycle = |request: CycleRequest| {
         let source = source();
