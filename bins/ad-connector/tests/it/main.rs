@@ -9,3 +9,5 @@ mod testkit;
 mod samba_lab;
 #[cfg(all(feature = "samba-lab", feature = "kerberos"))]
 mod samba_lab_kerberos;
+#[cfg(feature = "samba-lab")]
+mod samba_lab_scope;

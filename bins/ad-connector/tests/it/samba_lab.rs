@@ -12,18 +12,18 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{bin, outbox_lines, run, text};
 
-struct Lab {
-    ldaps_url: String,
-    ca_der: String,
-    ca_pem: String,
-    base_dn: String,
-    admin_bind: String,
-    admin_password: String,
-    svc_bind: String,
-    svc_password: String,
+pub(crate) struct Lab {
+    pub(crate) ldaps_url: String,
+    pub(crate) ca_der: String,
+    pub(crate) ca_pem: String,
+    pub(crate) base_dn: String,
+    pub(crate) admin_bind: String,
+    pub(crate) admin_password: String,
+    pub(crate) svc_bind: String,
+    pub(crate) svc_password: String,
 }
 
-fn lab() -> Lab {
+pub(crate) fn lab() -> Lab {
     let var = |name: &str| {
         std::env::var(name).unwrap_or_else(|_| {
             panic!(
@@ -45,7 +45,7 @@ fn lab() -> Lab {
 
 impl Lab {
     /// Apply LDIF as the domain administrator over LDAPS.
-    fn ldif(&self, tool: &str, ldif: &str) {
+    pub(crate) fn ldif(&self, tool: &str, ldif: &str) {
         let mut child = Command::new(tool)
             .args([
                 "-x",
@@ -78,7 +78,7 @@ impl Lab {
     }
 
     /// Remove an OU and everything in it.
-    fn remove_tree(&self, dn: &str) {
+    pub(crate) fn remove_tree(&self, dn: &str) {
         let _ = Command::new("ldapdelete")
             .args([
                 "-x",
@@ -98,7 +98,7 @@ impl Lab {
     }
 
     /// A fresh OU with `users` users (uid-0 … uid-N) and one group holding the first two.
-    fn scratch_ou(&self, tag: &str, users: usize) -> String {
+    pub(crate) fn scratch_ou(&self, tag: &str, users: usize) -> String {
         // At the domain root, not under OU=Corp: other tests count OU=Corp's users.
         let ou = format!("OU=E2E-{tag}-{},{}", unique(), self.base_dn);
         let mut ldif = format!("dn: {ou}\nobjectClass: organizationalUnit\n\n");
@@ -113,7 +113,7 @@ impl Lab {
         ou
     }
 
-    fn config(&self, dir: &Path, base_dn: &str, sink: &str) -> PathBuf {
+    pub(crate) fn config(&self, dir: &Path, base_dn: &str, sink: &str) -> PathBuf {
         let password_file = dir.join("bind-password");
         std::fs::write(&password_file, format!("{}\n", self.svc_password)).unwrap();
         let config = dir.join("ad-connector.toml");
@@ -135,7 +135,7 @@ impl Lab {
 }
 
 /// Deletes the test's OU when the test ends, passed or failed.
-struct Cleanup<'a>(&'a Lab, String);
+pub(crate) struct Cleanup<'a>(pub(crate) &'a Lab, pub(crate) String);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
@@ -143,7 +143,7 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-fn user_ldif(ou: &str, tag: &str, i: usize) -> String {
+pub(crate) fn user_ldif(ou: &str, tag: &str, i: usize) -> String {
     format!(
         "dn: CN={tag} User {i},{ou}\nobjectClass: user\nsAMAccountName: {}{tag}{i}\nuserPrincipalName: {tag}.{i}.{u}@corp.example.test\ngivenName: {tag}\nsn: User {i}\nmail: {tag}.{i}.{u}@example.test\n\n",
         unique(),
@@ -152,7 +152,7 @@ fn user_ldif(ou: &str, tag: &str, i: usize) -> String {
 }
 
 /// A short tag unique to this process (sAMAccountName allows 20 characters).
-fn unique() -> &'static str {
+pub(crate) fn unique() -> &'static str {
     static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TAG.get_or_init(|| {
         let nanos = std::time::SystemTime::now()
@@ -166,7 +166,7 @@ fn unique() -> &'static str {
     })
 }
 
-fn jsonl_sink(dir: &Path) -> String {
+pub(crate) fn jsonl_sink(dir: &Path) -> String {
     format!(
         "[sink]\nkind = \"jsonl\"\n[sink.jsonl]\npath = {:?}\n",
         dir.join("outbox.jsonl")
@@ -290,7 +290,7 @@ fn samba_lab_test_full_then_exact_delta() {
 }
 
 /// A loopback Sekoia endpoint that records what it accepted.
-fn sekoia_sink(server: &MockServer, retry_secs: u32) -> String {
+pub(crate) fn sekoia_sink(server: &MockServer, retry_secs: u32) -> String {
     format!(
         "[sink]\nkind = \"sekoia\"\n[sink.sekoia]\nbase_url = {:?}\nconnector_uuid = \"0b7a6a54-3c5e-4d7f-9a51-8a0e8a3c2f10\"\napi_key = \"sk-e2e-SECRET-api-key\"\nbatch_size = 100\n[sink.sekoia.http]\nmax_retry_secs = {retry_secs}\ninitial_backoff_ms = 50\nmax_backoff_secs = 0.5\n[pipeline]\nbatch_size = 100\nconcurrency = 1\n",
         server.uri()
@@ -298,7 +298,10 @@ fn sekoia_sink(server: &MockServer, retry_secs: u32) -> String {
 }
 
 /// Run the binary without blocking the async runtime the mock server lives on.
-async fn run_async(config: &Path, args: &'static [&'static str]) -> std::process::Output {
+pub(crate) async fn run_async(
+    config: &Path,
+    args: &'static [&'static str],
+) -> std::process::Output {
     let config = config.to_owned();
     tokio::task::spawn_blocking(move || run(&config, args))
         .await
@@ -306,7 +309,7 @@ async fn run_async(config: &Path, args: &'static [&'static str]) -> std::process
 }
 
 /// From now on, the mock platform accepts everything at once.
-async fn accept_all(server: &MockServer) {
+pub(crate) async fn accept_all(server: &MockServer) {
     server.reset().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})))
@@ -464,7 +467,7 @@ async fn samba_lab_kill_9_mid_sync_loses_nothing() {
 }
 
 /// What the platform holds after applying an outbox's lines in order: objectGUID → record.
-fn platform_state(
+pub(crate) fn platform_state(
     lines: &[serde_json::Value],
 ) -> std::collections::BTreeMap<String, serde_json::Value> {
     let mut held = std::collections::BTreeMap::new();
@@ -480,7 +483,10 @@ fn platform_state(
 }
 
 /// The records as an independent first full sync of the same scope reads them now.
-fn directory_state(lab: &Lab, ou: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+pub(crate) fn directory_state(
+    lab: &Lab,
+    ou: &str,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
     let dir = tempfile::tempdir().unwrap();
     let config = lab.config(dir.path(), ou, &jsonl_sink(dir.path()));
     let output = run(&config, &["sync"]);
@@ -489,7 +495,7 @@ fn directory_state(lab: &Lab, ou: &str) -> std::collections::BTreeMap<String, se
 }
 
 /// Without the fields that change on every read or that only bookkeeping carries.
-fn comparable(
+pub(crate) fn comparable(
     mut records: std::collections::BTreeMap<String, serde_json::Value>,
 ) -> std::collections::BTreeMap<String, serde_json::Value> {
     for record in records.values_mut() {
@@ -971,14 +977,14 @@ fn samba_lab_privilege_through_nested_groups_comes_and_goes_with_deltas() {
 
 /// A TCP forwarder on `listen` to `target`: stopping it makes the DC behind it unreachable
 /// (connection refused) without stopping Samba, which other tests are using.
-struct Forwarder {
-    addr: std::net::SocketAddr,
+pub(crate) struct Forwarder {
+    pub(crate) addr: std::net::SocketAddr,
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Forwarder {
-    fn start(listen: std::net::SocketAddr, target: std::net::SocketAddr) -> Forwarder {
+    pub(crate) fn start(listen: std::net::SocketAddr, target: std::net::SocketAddr) -> Forwarder {
         let listener = std::net::TcpListener::bind(listen).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -1016,7 +1022,7 @@ impl Forwarder {
         }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -1033,7 +1039,7 @@ impl Drop for Forwarder {
 }
 
 /// `scripts/lab-dc replicate`: both DCs pull from each other now.
-fn replicate() {
+pub(crate) fn replicate() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/lab-dc");
     let output = Command::new(script).arg("replicate").output().unwrap();
     assert!(
@@ -1044,7 +1050,7 @@ fn replicate() {
     );
 }
 
-fn ldif_on(lab: &Lab, url: &str, tool: &str, ldif: &str) {
+pub(crate) fn ldif_on(lab: &Lab, url: &str, tool: &str, ldif: &str) {
     let other = Lab {
         ldaps_url: url.to_owned(),
         ca_der: lab.ca_der.clone(),
