@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Put one of issue 8's six bugs back into a copy of the tree (argv: root, bug 1..6).
+"""Put one of the bugs the simulation must catch back into a copy of the tree (argv: root,
+bug 1..14): issue 8's six (1..6), then issue 22's eight classes (7..14).
 
 Used by scripts/sim-inject; each patch is the smallest change that restores the bug."""
 import sys
@@ -7,7 +8,10 @@ root, bug = sys.argv[1], int(sys.argv[2])
 src = root + "/crates/ad-sync/src/"
 
 def patch(path, old, new, count=1):
-    p = src + path
+    patch_in("ad-sync", path, old, new, count)
+
+def patch_in(crate, path, old, new, count=1):
+    p = root + "/crates/" + crate + "/src/" + path
     s = open(p).read()
     n = s.count(old)
     if n != count:
@@ -83,6 +87,48 @@ elif bug == 6:
         if let Some(gate) = self.gates.pop_front() {
             gate.notify_one();
         }""")
+# Issue 22: bugs 7..14 are its classes 1..8, each fix taken back alone.
+elif bug == 7:
+    # Class 1: a renamed or moved OU is not noticed (no full sync is brought forward).
+    patch_in("ad-source", "sync.rs", """        (ad_model::dn::canonical(old) != ad_model::dn::canonical(dn)
+            && scope.touched_by_move(old, dn))""", """        (false && ad_model::dn::canonical(old) != ad_model::dn::canonical(dn)
+            && scope.touched_by_move(old, dn))""")
+elif bug == 8:
+    # Class 2: an object found outside the scope is not deleted.
+    patch("engine.rs", """            if let Some(row) = self.store.object(&outside.guid)? {
+                tracing::info!""", """            if let Some(row) = self.store.object(&outside.guid)?.filter(|_| false) {
+                tracing::info!""")
+elif bug == 9:
+    # Class 3: a group outside the scope re-reads nobody.
+    patch("engine.rs", """            if outside.kind == ObjectKind::Group {
+                let key""", """            if false && outside.kind == ObjectKind::Group {
+                let key""")
+elif bug == 10:
+    # Class 4: a deleted group's members are not re-read.
+    patch("engine.rs", """        if row.kind != ObjectKind::Group {
+            return Ok(BTreeSet::new());""", """        if true || row.kind != ObjectKind::Group {
+            return Ok(BTreeSet::new());""")
+elif bug == 11:
+    # Class 5: users sent inside a group change are not recorded.
+    patch("delivery.rs", """                    settled
+                        .accepted
+                        .extend(p.carried.into_iter().map(Record::Upsert));""", """                    drop(p.carried);""")
+elif bug == 12:
+    # Class 6: scope checks compare raw strings.
+    patch_in("ad-source", "sync.rs", """pub(crate) fn within(dn: &str, base: &str) -> bool {
+    ad_model::dn::is_within(dn, base)
+}""", """pub(crate) fn within(dn: &str, base: &str) -> bool {
+    let dn = dn.to_ascii_lowercase();
+    let base = base.to_ascii_lowercase();
+    dn == base || dn.ends_with(&format!(",{base}"))
+}""")
+elif bug == 13:
+    # Class 7: time windows and decoding on the host's clock, not the DC's.
+    patch("engine.rs", "let read_at = pinned.root.current_time.unwrap_or(read_at);", "")
+    patch_in("ad-source", "session.rs", "self.root.current_time.unwrap_or(clock)", "clock")
+elif bug == 14:
+    # Class 8: a delta after cycles on another DC does not re-read what they sent.
+    patch("engine.rs", """        let (Some(since), Some(position)) = (self.mark_at, &self.position) else {""", """        let (Some(since), Some(position), false) = (self.mark_at, &self.position, true) else {""")
 else:
-    sys.exit("bug is 1..6")
+    sys.exit("bug is 1..14")
 print(f"bug {bug} injected")
