@@ -37,6 +37,9 @@ pub struct Surroundings {
     /// Why these lists may be incomplete (a page without the paged-results control, a
     /// limit, an unreadable entry); empty when complete.
     pub incomplete: Vec<String>,
+    /// What the account cannot see at all (it reads nothing outside a narrower scope), as a
+    /// sentence for the operator; the lists are complete as far as the account can see.
+    pub blind: Option<String>,
 }
 
 /// A user or group that changed outside the scope.
@@ -157,7 +160,32 @@ async fn read(session: &mut Session, since: Option<u64>) -> Result<Surroundings,
             found.containers.push((guid, entry.dn().to_owned()));
         }
     }
-    if since.is_some() && !scope.is_whole(&domain) {
+    if !scope.is_whole(&domain) {
+        // AD hides what an account may not read without an error: an account that reads only
+        // its OU sees no container outside it, not even the domain's Builtin container.
+        let builtin = format!("CN=Builtin,{domain}");
+        let visible = crate::root_dse::read_base(
+            &session.conn,
+            &builtin,
+            "(objectClass=*)",
+            &["objectGUID"],
+        )
+        .await
+        .map(|entry| entry.is_some());
+        match visible {
+            Ok(true) => {}
+            Err(e) if e.is_transient() => return Err(e),
+            // Not there, or an error such as noSuchObject: what AD answers for what an
+            // account may not see.
+            Ok(false) | Err(_) => {
+                found.blind = Some(format!(
+                    "{account} cannot read outside the scope ({builtin} is not visible to it), so a user moved out of base_dn, an OU renamed or moved above it and a change of a group outside it (Domain Admins) are seen only by a full sync; grant it read access to the domain (Authenticated Users has it by default) or shorten full_sync_interval",
+                    account = session.config.account(),
+                ));
+            }
+        }
+    }
+    if since.is_some() && !scope.is_whole(&domain) && found.blind.is_none() {
         let config = session.config.clone();
         let objects = SearchSpec {
             base: domain.clone(),

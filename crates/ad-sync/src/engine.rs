@@ -497,6 +497,9 @@ impl<'e> Cycle<'e> {
                 self.warning(message);
             }
         }
+        if let Some(blind) = surroundings.blind {
+            self.warning(blind);
+        }
         self.containers = surroundings.containers;
         self.outside = surroundings.outside;
         while let Some(event) = run.next_event().await {
