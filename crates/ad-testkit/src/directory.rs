@@ -192,6 +192,12 @@ pub(crate) struct State {
     next_order: u64,
     rng: Prng,
     pub(crate) generated: Option<GeneratedUsers>,
+    /// Deleted objects as they were before the delete (attributes and links), by order key:
+    /// the Recycle Bin [`Directory::restore`] brings them back from.
+    recycle_bin: HashMap<u64, Entry>,
+    /// On a replica: the `uSNChanged` each object had on the DC it replicates from when this
+    /// replica last took it, by order key (see [`Directory::replicate_from`]).
+    origins: HashMap<u64, u64>,
 }
 
 /// A handle on an in-memory AD-like directory. Clones share the same data.
@@ -278,6 +284,8 @@ impl Directory {
             next_order: 0,
             rng: Prng::new(seed ^ 0x000d_17ec_70e1),
             generated: None,
+            recycle_bin: HashMap::new(),
+            origins: HashMap::new(),
         };
         state.create_skeleton();
         Self {
@@ -305,7 +313,13 @@ impl Directory {
         if let Some(generated) = &mut state.generated {
             generated.shift_usns(usn_offset);
         }
-        for stored in state.entries.values_mut() {
+        state.origins.clear();
+        for (order, stored) in &mut state.entries {
+            if let Some(usn) = stored.entry.first_i64("uSNChanged") {
+                state
+                    .origins
+                    .insert(*order, u64::try_from(usn).unwrap_or(0));
+            }
             for attr in ["uSNCreated", "uSNChanged"] {
                 if let Some(usn) = stored.entry.first_i64(attr) {
                     let shifted = u64::try_from(usn).unwrap_or(0).saturating_add(usn_offset);
@@ -316,6 +330,93 @@ impl Directory {
         Directory {
             inner: Arc::new(RwLock::new(state)),
         }
+    }
+
+    /// Inbound replication on a [`Directory::replica`] (a lagging DC catching up): every
+    /// object whose `uSNChanged` on `source` moved since this replica last took it is
+    /// written here under this DC's next USNs, in the order `source` made the changes, and
+    /// keeps its `uSNCreated` here (an object new to this DC gets a new one). What changed on
+    /// `source` without a `uSNChanged` of its own (the DN of a renamed container's children,
+    /// backlinks such as `memberOf`) arrives without a USN change here too. The Recycle Bin,
+    /// password policy and RID pool follow; the clock does not (advance each DC's). Stored
+    /// entries only: a generated base is left as it is. Writes made on this replica directly
+    /// are replaced by `source`'s objects. Returns how many objects changed here.
+    pub fn replicate_from(&self, source: &Directory) -> usize {
+        if Arc::ptr_eq(&self.inner, &source.inner) {
+            return 0;
+        }
+        // A copy, so the two locks are never held together.
+        let src = source.read().clone();
+        let mut dst = self.write();
+        let mut changed: Vec<(u64, u64)> = src
+            .entries
+            .iter()
+            .filter_map(|(order, st)| {
+                let usn = u64::try_from(st.entry.first_i64("uSNChanged")?).ok()?;
+                (dst.origins.get(order) != Some(&usn)).then_some((usn, *order))
+            })
+            .collect();
+        changed.sort_unstable();
+        let changed_orders: HashSet<u64> = changed.iter().map(|(_, order)| *order).collect();
+        let mut entries = BTreeMap::new();
+        for (order, st) in &src.entries {
+            let mut entry = st.entry.clone();
+            if let Some(mine) = dst.entries.get(order) {
+                let attrs: &[&str] = if changed_orders.contains(order) {
+                    &["uSNCreated"]
+                } else {
+                    &["uSNCreated", "uSNChanged"]
+                };
+                for attr in attrs {
+                    if let Some(values) = mine.entry.get(attr) {
+                        entry.set(attr, values.to_vec());
+                    }
+                }
+            }
+            entries.insert(
+                *order,
+                Stored {
+                    entry,
+                    norm: st.norm.clone(),
+                },
+            );
+        }
+        for (origin, order) in &changed {
+            let usn = dst.next_usn();
+            if let Some(st) = entries.get_mut(order) {
+                if !dst.entries.contains_key(order) {
+                    st.entry.set("uSNCreated", [usn.to_string()]);
+                }
+                st.entry.set("uSNChanged", [usn.to_string()]);
+            }
+            dst.origins.insert(*order, *origin);
+        }
+        dst.by_dn = entries
+            .iter()
+            .map(|(order, st)| (st.norm.clone(), *order))
+            .collect();
+        dst.entries = entries;
+        dst.next_order = dst.next_order.max(src.next_order);
+        dst.next_rid = dst.next_rid.max(src.next_rid);
+        dst.policy = src.policy.clone();
+        dst.recycle_bin = src.recycle_bin;
+        changed.len()
+    }
+
+    /// Whether this replica holds every change of `source` ([`Directory::replicate_from`]
+    /// would change nothing).
+    pub fn is_replicated_from(&self, source: &Directory) -> bool {
+        if Arc::ptr_eq(&self.inner, &source.inner) {
+            return true;
+        }
+        let src = source.read().clone();
+        let dst = self.read();
+        src.entries.iter().all(|(order, st)| {
+            st.entry
+                .first_i64("uSNChanged")
+                .and_then(|usn| u64::try_from(usn).ok())
+                .is_some_and(|usn| dst.origins.get(order) == Some(&usn))
+        })
     }
 
     /// The naming context, e.g. `DC=corp,DC=example,DC=test`.
@@ -428,6 +529,18 @@ impl Directory {
     /// dropping the rest. Returns the tombstone's `uSNChanged`. Non-leaf entries are refused.
     pub fn delete(&self, dn: &str) -> Result<u64> {
         self.write().delete(dn)
+    }
+
+    /// Restores a deleted object from the Recycle Bin (AD's `Restore-ADObject`): the
+    /// tombstone with this objectGUID becomes a live object at `dn` again (its parent must
+    /// exist) with the attributes it had before the delete, the same objectGUID, objectSid
+    /// and `uSNCreated`, and a new `uSNChanged`. Its links come back where the other end is
+    /// still alive: its own `member`/`manager` values, and its place in the groups (and
+    /// reports) that listed it, each of which changes (a new `uSNChanged`), as a link value
+    /// coming back is a change of the object holding the forward link. Returns the restored
+    /// object's `uSNChanged`.
+    pub fn restore(&self, guid: &Uuid, dn: &str) -> Result<u64> {
+        self.write().restore(guid, dn)
     }
 
     /// The entry at this DN (a live entry, or a tombstone when given its tombstone DN).
@@ -994,11 +1107,13 @@ impl State {
                 st.norm = moved_norm;
             }
         }
-        // DN references follow (no USN change on the referencing entries, as in AD).
-        for st in self.entries.values_mut() {
+        // DN references follow (no USN change on the referencing entries, as in AD), also
+        // in the Recycle Bin's copies.
+        let stored = self.entries.values_mut().map(|st| &mut st.entry);
+        for entry in stored.chain(self.recycle_bin.values_mut()) {
             for (fwd, back) in LINKS {
                 for attr in [*fwd, *back] {
-                    let Some(values) = st.entry.get(attr) else {
+                    let Some(values) = entry.get(attr) else {
                         continue;
                     };
                     let rewritten: Vec<Vec<u8>> = values
@@ -1013,7 +1128,7 @@ impl State {
                             }
                         })
                         .collect();
-                    st.entry.set(attr, rewritten);
+                    entry.set(attr, rewritten);
                 }
             }
         }
@@ -1036,6 +1151,7 @@ impl State {
         if self.has_children(&norm) {
             return Err(TestkitError::NotAllowedOnNonLeaf(current.dn().to_string()));
         }
+        self.recycle_bin.insert(order, current.clone());
         // Links go away with the object.
         let source = current.dn().to_string();
         for (fwd, back) in LINKS {
@@ -1100,6 +1216,94 @@ impl State {
         }
         self.by_dn.remove(&norm);
         self.by_dn.insert(tomb_norm, order);
+        Ok(usn)
+    }
+
+    fn restore(&mut self, guid: &Uuid, new_dn: &str) -> Result<u64> {
+        let bytes = encoding::guid_bytes(guid);
+        let order = self
+            .entries
+            .iter()
+            .find(|(_, st)| st.entry.is_deleted() && st.entry.has_value("objectGUID", &bytes))
+            .map(|(order, _)| *order)
+            .ok_or_else(|| TestkitError::NoSuchObject(format!("<GUID={guid}>")))?;
+        let mut entry = self.recycle_bin.get(&order).cloned().ok_or_else(|| {
+            TestkitError::ConstraintViolation {
+                dn: format!("<GUID={guid}>"),
+                reason: "not in the Recycle Bin: only a deleted object can be restored".into(),
+            }
+        })?;
+        let rdns = dn::parse(new_dn)?;
+        let Some((rdn, parent)) = rdns.split_first() else {
+            return Err(TestkitError::InvalidDn {
+                dn: new_dn.to_string(),
+                reason: "empty DN".into(),
+            });
+        };
+        let new_text = dn::render(&rdns);
+        let new_norm = dn::normalize(&new_text);
+        if self.locate_norm(&new_norm).is_some() {
+            return Err(TestkitError::EntryAlreadyExists(new_text));
+        }
+        self.live_entry(&dn::render(parent))?;
+        let old_rdn_attr = dn::parse(entry.dn())
+            .ok()
+            .and_then(|r| r.into_iter().next())
+            .map(|r| r.attr)
+            .unwrap_or_default();
+        if !old_rdn_attr.eq_ignore_ascii_case(&rdn.attr) {
+            entry.remove(&old_rdn_attr);
+        }
+        entry.set(&rdn.attr.to_ascii_lowercase(), [rdn.value.clone()]);
+        entry.set("name", [rdn.value.clone()]);
+        entry.set_dn(new_text.clone());
+        // Links whose other end is still alive come back; the others are gone for good.
+        let mut forward = Vec::new();
+        let mut referrers = Vec::new();
+        for (fwd, back) in LINKS {
+            let targets: Vec<String> = entry
+                .strs(fwd)
+                .into_iter()
+                .filter(|target| self.live_entry(target).is_ok())
+                .collect();
+            entry.set(fwd, targets.iter().map(String::as_str));
+            forward.extend(targets.into_iter().map(|target| (target, *back)));
+            for referrer in entry.strs(back) {
+                if self.live_entry(&referrer).is_ok() {
+                    referrers.push((referrer, *fwd, *back));
+                }
+            }
+            entry.remove(back);
+        }
+        let usn = self.next_usn();
+        let now = self.now();
+        Self::stamp_change(&mut entry, usn, now);
+        let Some(st) = self.entries.get_mut(&order) else {
+            return Err(TestkitError::NoSuchObject(format!("<GUID={guid}>")));
+        };
+        let tomb_norm = std::mem::replace(&mut st.norm, new_norm.clone());
+        st.entry = entry;
+        self.by_dn.remove(&tomb_norm);
+        self.by_dn.insert(new_norm, order);
+        self.recycle_bin.remove(&order);
+        for (target, back) in forward {
+            self.add_backlink(&target, back, &new_text);
+        }
+        for (referrer, fwd, back) in referrers {
+            let Some(at) = self.locate(&referrer) else {
+                continue;
+            };
+            let changed = self.next_usn();
+            if let Some(st) = self.materialize(at) {
+                st.entry.push_value(fwd, new_text.clone().into_bytes());
+                Self::stamp_change(&mut st.entry, changed, now);
+            }
+            let holder = self
+                .entry_at(at)
+                .map(|e| e.dn().to_string())
+                .unwrap_or(referrer);
+            self.add_backlink(&new_text, back, &holder);
+        }
         Ok(usn)
     }
 

@@ -199,6 +199,12 @@ pub(crate) fn is_within(dn: &str, base: &str) -> bool {
     backslashes % 2 == 0
 }
 
+/// Whether `dn` equals or lies under `base`, compared the way the directory compares DNs
+/// (RFC 4514: case, spaces around separators and escapes do not matter).
+pub fn within(dn: &str, base: &str) -> bool {
+    is_within(&normalize(dn), &normalize(base))
+}
+
 /// The DNS domain named by the `DC=` components of a DN (`corp.example.test`).
 pub(crate) fn dns_domain(dn: &str) -> String {
     parse(dn)

@@ -87,7 +87,7 @@ pub use company::{
     group_type,
 };
 pub use directory::{DOMAIN_SUB_AUTHORITIES, Directory, Modification, Scope};
-pub use dn::escape_value as escape_dn_value;
+pub use dn::{escape_value as escape_dn_value, within as dn_within};
 pub use dns::{DnsServer, DnsZone, SrvEntry};
 pub use entry::{Attribute, Entry};
 pub use error::{Result, TestkitError};

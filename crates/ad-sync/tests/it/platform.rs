@@ -1,5 +1,11 @@
 //! A fake platform: a sink that holds what a platform would hold after each batch, with
-//! injected faults, and that checks on every delete that the object is really gone.
+//! injected faults, and that checks on every delete that the object is really gone (deleted
+//! or out of the scope on the DC the cycle reads, see [`Platform::arm`]).
+//!
+//! It takes groups alone (Qualys-like), or asks for affected users (Sekoia-like,
+//! `needs_affected_users`): then the users a group change carries replace those users'
+//! records, as Sekoia's would. It keeps the groups' records either way, so the simulation
+//! compares every object.
 //!
 //! A request takes a few polls on the wire, and the HTTP client carrying it has a total
 //! timeout. Wall time would make the simulation depend on the machine, so the timeout runs
@@ -17,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ad_model::{Guid, ObjectKind};
-use ad_testkit::{Directory, StatsHandle};
+use ad_testkit::{Directory, StatsHandle, dn_within};
 use asset_sink::{Ack, Batch, Capabilities, Change, CheckReport, Sink, SinkError};
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -71,6 +77,13 @@ struct Held {
     applied: u64,
     /// Whether an injected fault fired in this cycle.
     fired: bool,
+    /// The DC the cycle reads (its directory), for (b).
+    read: Option<Directory>,
+    /// Objects not alive in the scope, by (b)'s rule, when the cycle started: the engine may
+    /// have read them so, and delete them even if they came back (moved into the scope,
+    /// restored) since. A delete of any other object alive when the delete arrives is a
+    /// violation.
+    unprotected: HashSet<Guid>,
 }
 
 /// The fake platform.
@@ -78,6 +91,10 @@ struct Held {
 pub struct Platform {
     held: Arc<Mutex<Held>>,
     directory: Directory,
+    /// The configured scope, canonically spelled (`None`: the domain root).
+    scope: Option<String>,
+    /// Sekoia-like: group changes carry the affected users.
+    affected_users: bool,
     /// Notified when a crash fault fires; the harness drops the cycle.
     crash: Arc<Mutex<Arc<Notify>>>,
     /// The DC the cycle reads from: its round trips are the clock of requests' timeouts.
@@ -89,9 +106,21 @@ pub struct Platform {
 
 impl Platform {
     pub fn new(directory: Directory) -> Platform {
+        Platform::with_world(directory, None, false)
+    }
+
+    /// A platform for a directory read in `scope` (canonically spelled; `None`: the domain
+    /// root) that asks for affected users or not.
+    pub fn with_world(
+        directory: Directory,
+        scope: Option<String>,
+        affected_users: bool,
+    ) -> Platform {
         Platform {
             held: Arc::default(),
             directory,
+            scope,
+            affected_users,
             crash: Arc::new(Mutex::new(Arc::new(Notify::new()))),
             clock: Arc::default(),
             connections: Arc::new(std::sync::atomic::AtomicU64::new(1)),
@@ -102,9 +131,36 @@ impl Platform {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The directory of the DC the next cycles read (a lagging replica, or the first DC).
+    pub fn read_from(&self, read: Directory) {
+        self.lock().read = Some(read);
+    }
+
+    pub fn needs_affected_users(&self) -> bool {
+        self.affected_users
+    }
+
+    /// Where the object is alive and in the scope, by (b)'s rule: on the DC the cycle reads
+    /// (`read`), or — when that DC does not have the object at all (a lagging DC the object
+    /// has not replicated to yet) — on the first DC. Deleted or out of the scope on the DC
+    /// read: not alive (the engine can only go by what that DC shows).
+    fn alive(&self, read: Option<&Directory>, guid: &Guid) -> Option<String> {
+        let uuid = guid.as_uuid();
+        let found = match read.map(|dc| dc.find_by_guid(&uuid)) {
+            Some(Some(entry)) => Some(entry),
+            _ => self.directory.find_by_guid(&uuid),
+        }?;
+        let in_scope = self
+            .scope
+            .as_deref()
+            .is_none_or(|base| dn_within(found.dn(), base));
+        (!found.is_deleted() && in_scope).then(|| found.dn().to_owned())
+    }
+
     /// Start a cycle with these faults (by call number, 1-based); `crash` is notified when a
     /// crash fault fires; `dc`: the DC the cycle reads from (`None`: requests never time out)
-    /// on `connections` connections at most.
+    /// on `connections` connections at most. (b) judges by the directory given to
+    /// [`Platform::read_from`] (by default the platform's own).
     pub fn arm(
         &self,
         faults: HashMap<u64, Fault>,
@@ -112,6 +168,29 @@ impl Platform {
         dc: Option<StatsHandle>,
         connections: u64,
     ) {
+        let read = self
+            .lock()
+            .read
+            .clone()
+            .unwrap_or_else(|| self.directory.clone());
+        let mut unprotected = HashSet::new();
+        for dc in [&self.directory, &read] {
+            let base = dc.base_dn();
+            for entry in dc
+                .search(&base, ad_testkit::Scope::Subtree, "(objectClass=*)", true)
+                .unwrap_or_default()
+            {
+                let guid = entry
+                    .get("objectGUID")
+                    .and_then(|v| v.first())
+                    .and_then(|b| Guid::from_bytes(b).ok());
+                if let Some(guid) = guid
+                    && self.alive(Some(&read), &guid).is_none()
+                {
+                    unprotected.insert(guid);
+                }
+            }
+        }
         self.connections
             .store(connections.max(1), std::sync::atomic::Ordering::Relaxed);
         *self.crash.lock().unwrap_or_else(PoisonError::into_inner) = crash;
@@ -123,6 +202,8 @@ impl Platform {
         held.fired = false;
         held.duplicate_dns.clear();
         held.applied = 0;
+        held.read = Some(read);
+        held.unprotected = unprotected;
     }
 
     pub fn set_poison(&self, poison: HashSet<Guid>) {
@@ -157,25 +238,37 @@ impl Platform {
         self.lock().false_deletes.clone()
     }
 
+    fn apply_user(held: &mut Held, user: &ad_model::User) {
+        held.records.insert(
+            user.object_guid,
+            serde_json::to_value(user).unwrap_or_default(),
+        );
+        let hash = ad_sync::fingerprint::user(user);
+        let previous = held
+            .objects
+            .insert(user.object_guid, (ObjectKind::User, hash.clone()));
+        if previous.is_some_and(|(_, h)| h == hash) {
+            held.duplicates += 1;
+            held.duplicate_dns.push(user.dn.clone());
+        }
+    }
+
     fn apply(&self, held: &mut Held, batch: &Batch) {
         held.applied += 1;
         for change in &batch.changes {
             match change {
-                Change::UpsertUser(user) => {
-                    held.records.insert(
-                        user.object_guid,
-                        serde_json::to_value(user).unwrap_or_default(),
-                    );
-                    let hash = ad_sync::fingerprint::user(user);
-                    let previous = held
-                        .objects
-                        .insert(user.object_guid, (ObjectKind::User, hash.clone()));
-                    if previous.is_some_and(|(_, h)| h == hash) {
-                        held.duplicates += 1;
-                        held.duplicate_dns.push(user.dn.clone());
+                Change::UpsertUser(user) => Platform::apply_user(held, user),
+                Change::UpsertGroup {
+                    group,
+                    affected_users,
+                } => {
+                    // Sekoia learns groups through users: each one carried replaces that
+                    // user's record. (Other platforms ignore them.)
+                    if self.affected_users {
+                        for user in affected_users {
+                            Platform::apply_user(held, user);
+                        }
                     }
-                }
-                Change::UpsertGroup { group, .. } => {
                     held.records.insert(
                         group.object_guid,
                         serde_json::to_value(group).unwrap_or_default(),
@@ -190,14 +283,13 @@ impl Platform {
                     }
                 }
                 Change::Delete(deletion) => {
-                    let uuid = deletion.object_guid.as_uuid();
-                    if let Some(entry) = self.directory.find_by_guid(&uuid)
-                        && !entry.is_deleted()
+                    if !held.unprotected.contains(&deletion.object_guid)
+                        && let Some(dn) = self.alive(held.read.as_ref(), &deletion.object_guid)
                     {
                         held.false_deletes.push(format!(
-                            "{} deleted on the platform while alive in the directory at {}",
+                            "{} deleted on the platform while alive in the directory (and in \
+                             the scope) at {dn}",
                             deletion.object_guid,
-                            entry.dn()
                         ));
                     }
                     held.objects.remove(&deletion.object_guid);
@@ -226,9 +318,11 @@ impl Sink for Platform {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            standalone_groups: true,
+            // Sekoia has no group assets; this platform keeps the groups' records anyway so
+            // the simulation can compare them.
+            standalone_groups: !self.affected_users,
             deletes: true,
-            needs_affected_users: false,
+            needs_affected_users: self.affected_users,
         }
     }
 

@@ -13,7 +13,9 @@
 //!     after a clean cycle.
 //!
 //! `SIM_SEED=<n>` replays one scenario (printed on failure); `SIM_SCENARIOS=<n>` sets how
-//! many the test runs (default 2,000 split over two tests); `SIM_FIRST_SEED` where they start.
+//! many the test runs (default 2,000 split over two tests); `SIM_FIRST_SEED` where they start;
+//! `SIM_CLASSES` which kinds of history of the grown world (issue 22) the seeds may draw
+//! (see [`Classes`]); `SIM_HISTORY=1` prints every scenario's history, passed or not.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +27,7 @@ use ad_sync::{CycleRequest, DeleteGuard, Engine, EngineOptions, Observer, Store}
 use ad_testkit::{
     Company, CompanyOptions, Directory, DropAfter, Entry, FailureCode, FaultOptions, Malformation,
     Modification, PageFault, PageFaultKind, SERVICE_ACCOUNT_DN, SERVICE_ACCOUNT_PASSWORD,
-    SERVICE_ACCOUNT_UPN, SearchFailure, ServerOptions, TestServer,
+    SERVICE_ACCOUNT_UPN, SearchFailure, ServerOptions, TestServer, dn_within,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -37,6 +39,172 @@ use crate::platform::{Fault, Platform};
 
 /// Cycles per scenario before the convergence cycles.
 const STEPS: usize = 5;
+
+/// The kinds of history the simulation's world grew by (issue 22), each of which can be
+/// turned off to bisect a failure: `SIM_CLASSES=all` (the default), `none` (the world before
+/// issue 22, histories as they were), a comma-separated list of names, or `all` minus some
+/// (`all,-lag`, or just `-lag`). Names:
+/// - `ou`: organizational units renamed and moved (their children keep their uSNChanged),
+///   into and out of the scope;
+/// - `scope`: an OU-scoped `base_dn` (OU=People) in a third of the seeds, spelled in one of
+///   several valid ways; users moved out of it (OU=Disabled) and back, and added to and
+///   removed from Domain Admins, which lives outside it;
+/// - `groups`: groups deleted (members, nesting and privilege included), renamed, moved
+///   between containers, and created;
+/// - `affected`: in a third of the seeds the platform asks for affected users
+///   (`needs_affected_users`, Sekoia-like) and applies the users it receives in group changes;
+/// - `skew`: in half the seeds the host's clock is a few minutes ahead of or behind the DC's;
+///   lockouts and expiries that end within minutes, and small clock steps;
+/// - `lag`: the second DC is a replica that receives the first's changes only when it
+///   replicates (at random steps); failover to it and failback;
+/// - `restore`: deleted users and groups restored from the Recycle Bin with their objectGUID.
+///
+/// Seeds are assigned their scope, platform and skew by seed (not by the random history).
+/// The regression seeds keep the world they were found in (every class off).
+#[derive(Debug, Clone, Copy, Default)]
+struct Classes {
+    ou: bool,
+    scope: bool,
+    groups: bool,
+    affected: bool,
+    skew: bool,
+    lag: bool,
+    restore: bool,
+}
+
+impl Classes {
+    const NAMES: [&'static str; 7] = [
+        "ou", "scope", "groups", "affected", "skew", "lag", "restore",
+    ];
+
+    fn all() -> Classes {
+        Classes {
+            ou: true,
+            scope: true,
+            groups: true,
+            affected: true,
+            skew: true,
+            lag: true,
+            restore: true,
+        }
+    }
+
+    fn flag(&mut self, name: &str) -> &mut bool {
+        match name {
+            "ou" => &mut self.ou,
+            "scope" => &mut self.scope,
+            "groups" => &mut self.groups,
+            "affected" => &mut self.affected,
+            "skew" => &mut self.skew,
+            "lag" => &mut self.lag,
+            "restore" => &mut self.restore,
+            other => panic!(
+                "SIM_CLASSES: unknown class {other:?}; the classes are {:?}, `all` and `none`",
+                Classes::NAMES
+            ),
+        }
+    }
+
+    fn from_env() -> Classes {
+        let Ok(text) = std::env::var("SIM_CLASSES") else {
+            return Classes::all();
+        };
+        let mut classes = if text.trim_start().starts_with('-') {
+            Classes::all()
+        } else {
+            Classes::default()
+        };
+        for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match word {
+                "all" => classes = Classes::all(),
+                "none" => classes = Classes::default(),
+                _ => match word.strip_prefix('-') {
+                    Some(name) => *classes.flag(name) = false,
+                    None => *classes.flag(word) = true,
+                },
+            }
+        }
+        classes
+    }
+
+    fn any(&self) -> bool {
+        self.ou
+            || self.scope
+            || self.groups
+            || self.affected
+            || self.skew
+            || self.lag
+            || self.restore
+    }
+
+    fn names(&self) -> String {
+        let mut copy = *self;
+        let on: Vec<&str> = Classes::NAMES
+            .into_iter()
+            .filter(|name| *copy.flag(name))
+            .collect();
+        if on.is_empty() {
+            "none".into()
+        } else {
+            on.join(",")
+        }
+    }
+}
+
+/// A well-mixed function of the seed: picks each seed's world (scope, platform, skew)
+/// independently of the random history and of `seed % 3` (read connections).
+fn seed_hash(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Valid spellings of the OU-scoped base DN (RFC 4514: case and spaces after the separators
+/// do not matter), by seed.
+const SCOPE_SPELLINGS: [&str; 4] = [
+    "OU=People,DC=corp,DC=example,DC=test",
+    "ou=People, dc=corp, dc=example, dc=test",
+    "OU=People,   DC=corp,  DC=example,DC=test",
+    "Ou=PEOPLE,Dc=Corp,dC=Example,DC=TEST",
+];
+
+/// A deleted object the Recycle Bin can give back.
+#[derive(Debug, Clone)]
+struct Recycled {
+    guid: Guid,
+    /// Where it lived (following renames of its containers since).
+    dn: String,
+    group: bool,
+}
+
+/// `dn` with the suffix `old` (a container, or `dn` itself) replaced by `new`.
+fn rebase(dn: &str, old: &str, new: &str) -> Option<String> {
+    if dn.eq_ignore_ascii_case(old) {
+        return Some(new.to_owned());
+    }
+    let cut = dn.len().checked_sub(old.len() + 1)?;
+    let (head, tail) = dn.split_at_checked(cut)?;
+    let suffix = tail.strip_prefix(',')?;
+    (suffix.eq_ignore_ascii_case(old) && !head.ends_with('\\')).then(|| format!("{head},{new}"))
+}
+
+/// The RDN and the parent of a DN (commas inside values are escaped: `CN=Last\, First`).
+fn split_dn(dn: &str) -> (String, String) {
+    let mut escaped = false;
+    for (i, c) in dn.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            ',' if !escaped => {
+                if let Some((rdn, rest)) = dn.split_at_checked(i) {
+                    return (rdn.to_owned(), rest.get(1..).unwrap_or_default().to_owned());
+                }
+            }
+            _ => escaped = false,
+        }
+    }
+    (dn.to_owned(), String::new())
+}
 
 /// A directory change applied at a chosen moment of a cycle (concurrent with reading).
 type Op = Box<dyn FnOnce() + Send>;
@@ -106,9 +274,37 @@ struct Sim {
     /// A directory change happened during the last cycle.
     concurrent: bool,
     counter: u32,
+    /// The classes of the grown world this seed draws from (all off: the old world).
+    classes: Classes,
+    /// A full sync left deletes to the next full sync, as the engine documents: its read was
+    /// incomplete, or it ran on another DC and kept objects that DC lacks.
+    deletes_deferred: bool,
+    /// The `base_dn` the engine is configured with, as spelled (`None`: the domain root).
+    spelled_base: Option<String>,
+    /// The same scope, canonically spelled: what the oracle and (b) use.
+    scope: Option<String>,
+    /// How far the host's clock runs ahead of the DC's (negative: behind), in minutes.
+    skew_minutes: i64,
+    /// The second DC's own copy of the directory when it lags (class `lag`).
+    replica: Option<Directory>,
+    /// Deleted objects the Recycle Bin can give back (class `restore`).
+    recycled: Vec<Recycled>,
+    domain_admins: String,
+    people_ou: String,
+    groups_ou: String,
+    users_container: String,
+    disabled_ou: String,
 }
 
-fn source_for(server: &TestServer, directory: &Directory, read_connections: u32) -> Source {
+/// The source a cycle reads with: `server`'s DC, the host clock `skew_minutes` off the
+/// directory's, and `base_dn` (`None`: the domain root).
+fn source_for(
+    server: &TestServer,
+    directory: &Directory,
+    read_connections: u32,
+    base_dn: Option<&str>,
+    skew_minutes: i64,
+) -> Source {
     let mut config = SourceConfig::new(
         server.url(),
         SERVICE_ACCOUNT_UPN,
@@ -120,10 +316,12 @@ fn source_for(server: &TestServer, directory: &Directory, read_connections: u32)
     config.read_connections = read_connections;
     config.max_reconnects = Some(3);
     config.reconnect_backoff_ms = 1;
+    config.base_dn = base_dn.map(str::to_owned);
     let directory = directory.clone();
+    let skew = chrono::Duration::minutes(skew_minutes);
     Source::new(config)
         .unwrap()
-        .with_clock(Arc::new(move || directory.now()))
+        .with_clock(Arc::new(move || directory.now() + skew))
 }
 
 fn server_options(host: &str) -> ServerOptions {
@@ -138,7 +336,21 @@ fn server_options(host: &str) -> ServerOptions {
 }
 
 impl Sim {
-    fn new(seed: u64) -> Sim {
+    fn new(seed: u64, enabled: Classes) -> Sim {
+        let classes = if REGRESSION_SEEDS.contains(&seed) {
+            Classes::default()
+        } else {
+            enabled
+        };
+        let h = seed_hash(seed);
+        let scoped = classes.scope && h.is_multiple_of(3);
+        let affected = classes.affected && (h / 3).is_multiple_of(3);
+        let skew_minutes = if classes.skew && (h / 9).is_multiple_of(2) {
+            [-7, -3, 3, 7][usize::try_from((h / 18) % 4).unwrap_or(0)]
+        } else {
+            0
+        };
+        let spelling = SCOPE_SPELLINGS[usize::try_from((h / 72) % 4).unwrap_or(0)];
         let mut rng = StdRng::seed_from_u64(seed);
         let users = rng.random_range(4..10);
         let company = Company::build(CompanyOptions {
@@ -153,8 +365,34 @@ impl Sim {
                 Some(chrono::Duration::minutes(30)),
             )
             .unwrap();
+        let base = directory.base_dn();
+        let disabled_ou = format!("OU=Disabled,{base}");
+        if classes.ou || classes.scope {
+            // Where offboarded users go: outside an OU scope.
+            directory
+                .add(
+                    Entry::new(disabled_ou.clone())
+                        .with("objectClass", ["top", "organizationalUnit"])
+                        .with(
+                            "objectCategory",
+                            [format!(
+                                "CN=Organizational-Unit,CN=Schema,CN=Configuration,{base}"
+                            )],
+                        ),
+                )
+                .unwrap();
+        }
+        // The second DC lags: it holds the first's changes only once it replicated them.
+        let replica = classes.lag.then(|| directory.replica(1_000_000));
         let dc1 =
             TestServer::start(directory.clone(), server_options("dc1.corp.example.test")).unwrap();
+        let mut dcs = vec![dc1];
+        if let Some(replica) = &replica {
+            dcs.push(
+                TestServer::start(replica.clone(), server_options("dc2.corp.example.test"))
+                    .unwrap(),
+            );
+        }
         let manifest = company.manifest;
         let mut ous: Vec<String> = manifest
             .users
@@ -163,13 +401,29 @@ impl Sim {
             .collect();
         ous.sort();
         ous.dedup();
+        if classes.ou || classes.scope {
+            ous.push(disabled_ou.clone());
+        }
         let mut groups = manifest.department_groups.clone();
         groups.push(manifest.universal_group.clone());
         groups.push(manifest.large_group.clone());
         groups.push(manifest.empty_group.clone());
         let mut nest_targets = groups.clone();
         nest_targets.push(manifest.domain_admins.clone());
+        let scope = scoped.then(|| format!("OU=People,{base}"));
         Sim {
+            classes,
+            deletes_deferred: false,
+            spelled_base: scoped.then(|| spelling.to_owned()),
+            scope,
+            skew_minutes,
+            replica,
+            recycled: Vec::new(),
+            domain_admins: manifest.domain_admins.clone(),
+            people_ou: format!("OU=People,{base}"),
+            groups_ou: format!("OU=Groups,{base}"),
+            users_container: format!("CN=Users,{base}"),
+            disabled_ou,
             nest_targets,
             seed,
             read_connections: if REGRESSION_SEEDS.contains(&seed) {
@@ -180,9 +434,13 @@ impl Sim {
             batch_size: rng.random_range(1..6),
             concurrency: rng.random_range(1..4),
             rng,
-            platform: Platform::new(directory.clone()),
+            platform: Platform::with_world(
+                directory.clone(),
+                scoped.then(|| format!("OU=People,{base}")),
+                affected,
+            ),
             directory,
-            dcs: vec![dc1],
+            dcs,
             dc: 0,
             // In memory where the machine has it: the simulation crashes the process's
             // cycles, not the machine, so fsync buys it nothing but time.
@@ -200,6 +458,21 @@ impl Sim {
             concurrent: false,
             counter: 0,
         }
+    }
+
+    /// The directory's clock, and the lagging DC's (the same time on both).
+    fn advance_clock(&self, by: chrono::Duration) {
+        self.directory.advance_clock(by);
+        if let Some(replica) = &self.replica {
+            replica.advance_clock(by);
+        }
+    }
+
+    /// The lagging DC takes every change of the first; a line for the history.
+    fn replicate(&self) -> String {
+        let replica = self.replica.as_ref().expect("a lagging replica");
+        let objects = replica.replicate_from(&self.directory);
+        format!("dc2 replicates from dc1: {objects} objects changed")
     }
 
     fn note(&mut self, line: String) {
@@ -246,6 +519,58 @@ impl Sim {
         out
     }
 
+    /// Every DN the sim keeps under `old` (a renamed or moved object or container) now
+    /// lives under `new`.
+    fn rebase_all(&mut self, old: &str, new: &str) {
+        let fix = |dn: &mut String| {
+            if let Some(moved) = rebase(dn, old, new) {
+                *dn = moved;
+            }
+        };
+        self.users.iter_mut().for_each(fix);
+        self.groups.iter_mut().for_each(fix);
+        self.nest_targets.iter_mut().for_each(fix);
+        self.ous.iter_mut().for_each(fix);
+        self.recycled.iter_mut().for_each(|r| fix(&mut r.dn));
+        if let Some(dn) = &mut self.malformed {
+            fix(dn);
+        }
+        fix(&mut self.domain_admins);
+    }
+
+    fn in_scope(&self, dn: &str) -> bool {
+        self.scope.as_deref().is_none_or(|base| dn_within(dn, base))
+    }
+
+    /// How a move changes the scope, for the history.
+    fn scope_note(&self, old: &str, new: &str) -> &'static str {
+        match (self.in_scope(old), self.in_scope(new)) {
+            (true, false) => " (leaves the scope)",
+            (false, true) => " (enters the scope)",
+            _ => "",
+        }
+    }
+
+    /// Whether a user under `container` manages someone outside it: renaming or moving the
+    /// container would change `manager` on that report without a uSNChanged, the known gap
+    /// of docs/simulation.md (not one of the classes).
+    fn manages_outside(&self, container: &str) -> bool {
+        self.directory
+            .find("(directReports=*)")
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| dn_within(e.dn(), container))
+            .any(|e| {
+                e.strs("directReports")
+                    .iter()
+                    .any(|r| !dn_within(r, container))
+            })
+    }
+
+    fn nothing() -> (String, Op) {
+        ("nothing".into(), Box::new(|| {}))
+    }
+
     fn is_referenced(&self, dn: &str) -> bool {
         self.directory.get(dn).is_some_and(|e| {
             !e.strs("directReports").is_empty() || !e.strs("managedObjects").is_empty()
@@ -263,11 +588,27 @@ impl Sim {
         let directory = self.directory.clone();
         self.counter += 1;
         let n = self.counter;
-        let kind = self.rng.random_range(0..12);
+        // The grown world draws from more kinds (the old world's draw is left as it was, so
+        // its seeds keep their histories); a kind of a class turned off is a retitle.
+        let kind = if self.classes.any() {
+            match self.rng.random_range(0..21) {
+                12 | 13 if !self.classes.ou => 9,
+                14..=16 if !self.classes.groups => 9,
+                17 if !self.classes.restore => 9,
+                18 if !self.classes.scope => 9,
+                19 | 20 if !self.classes.skew => 9,
+                kind => kind,
+            }
+        } else {
+            self.rng.random_range(0..12)
+        };
         let Some(user) = self.pick_user() else {
             return ("nothing".into(), Box::new(|| {}));
         };
         let group = self.groups[self.rng.random_range(0..self.groups.len())].clone();
+        if kind >= 12 {
+            return self.grown_op(kind, n, user, group);
+        }
         match kind {
             0 => {
                 let parent = self.ous[self.rng.random_range(0..self.ous.len())].clone();
@@ -302,6 +643,15 @@ impl Sim {
             1..=3 if self.is_referenced(&user) => ("nothing".into(), Box::new(|| {})),
             1 => {
                 self.users.retain(|u| u != &user);
+                if self.classes.restore
+                    && let Some(guid) = self.guid_of(&user)
+                {
+                    self.recycled.push(Recycled {
+                        guid,
+                        dn: user.clone(),
+                        group: false,
+                    });
+                }
                 (
                     format!("delete {user}"),
                     Box::new(move || {
@@ -319,7 +669,7 @@ impl Sim {
                 self.users.retain(|u| u != &user);
                 self.users.push(new_dn.clone());
                 (
-                    format!("move {user} -> {new_dn}"),
+                    format!("move {user} -> {new_dn}{}", self.scope_note(&user, &new_dn)),
                     Box::new(move || {
                         let _ = directory.rename(&user, &new_dn);
                     }),
@@ -447,9 +797,314 @@ impl Sim {
         }
     }
 
-    /// The directory as a fresh, fault-free read sees it: GUID → (hash, uSNChanged, DN).
+    /// One change of the grown world (kinds 12 and above of [`Sim::random_op`]).
+    fn grown_op(&mut self, kind: u32, n: u32, user: String, group: String) -> (String, Op) {
+        let directory = self.directory.clone();
+        match kind {
+            // An OU renamed in place: its children's DNs change, their uSNChanged does not.
+            12 => {
+                let candidates: Vec<String> = self
+                    .ous
+                    .iter()
+                    .filter(|ou| !self.manages_outside(ou))
+                    .cloned()
+                    .collect();
+                if candidates.is_empty() {
+                    return Sim::nothing();
+                }
+                let ou = candidates[self.rng.random_range(0..candidates.len())].clone();
+                let (rdn, parent) = split_dn(&ou);
+                let new_dn = format!("{rdn} R{n},{parent}");
+                if self.directory.get(&new_dn).is_some() {
+                    return Sim::nothing();
+                }
+                let children = self
+                    .users
+                    .iter()
+                    .chain(&self.groups)
+                    .filter(|dn| rebase(dn, &ou, &new_dn).is_some())
+                    .count();
+                self.rebase_all(&ou, &new_dn);
+                (
+                    format!("rename OU {ou} -> {new_dn} ({children} users/groups below)"),
+                    Box::new(move || {
+                        let _ = directory.rename(&ou, &new_dn);
+                    }),
+                )
+            }
+            // An OU moved under another: into or out of an OU scope, or within it.
+            13 => {
+                let candidates: Vec<String> = self
+                    .ous
+                    .iter()
+                    .filter(|ou| {
+                        !ou.eq_ignore_ascii_case(&self.disabled_ou) && !self.manages_outside(ou)
+                    })
+                    .cloned()
+                    .collect();
+                if candidates.is_empty() {
+                    return Sim::nothing();
+                }
+                let ou = candidates[self.rng.random_range(0..candidates.len())].clone();
+                let (rdn, parent) = split_dn(&ou);
+                let mut targets = vec![self.people_ou.clone(), self.disabled_ou.clone()];
+                targets.extend(self.ous.iter().cloned());
+                targets.retain(|t| !dn_within(t, &ou) && !t.eq_ignore_ascii_case(&parent));
+                if targets.is_empty() {
+                    return Sim::nothing();
+                }
+                let target = targets[self.rng.random_range(0..targets.len())].clone();
+                let new_dn = format!("{rdn},{target}");
+                if self.directory.get(&new_dn).is_some() {
+                    return Sim::nothing();
+                }
+                let note = self.scope_note(&ou, &new_dn);
+                let children = self
+                    .users
+                    .iter()
+                    .chain(&self.groups)
+                    .filter(|dn| rebase(dn, &ou, &new_dn).is_some())
+                    .count();
+                self.rebase_all(&ou, &new_dn);
+                (
+                    format!("move OU {ou} -> {new_dn}{note} ({children} users/groups below)"),
+                    Box::new(move || {
+                        let _ = directory.rename(&ou, &new_dn);
+                    }),
+                )
+            }
+            // A group deleted, members, nesting (Domain Admins included) and all. AD refuses
+            // to delete a group that is someone's primary group.
+            14 => {
+                if self.groups.len() <= 3 {
+                    return Sim::nothing();
+                }
+                let rid = self
+                    .directory
+                    .get(&group)
+                    .and_then(|g| g.get("objectSid").and_then(|v| v.first().cloned()))
+                    .and_then(|b| ad_model::Sid::from_bytes(&b).ok())
+                    .and_then(|s| s.rid());
+                let Some(rid) = rid else {
+                    return Sim::nothing();
+                };
+                let primary = self
+                    .directory
+                    .find(&format!("(primaryGroupID={rid})"))
+                    .unwrap_or_default();
+                if !primary.is_empty() {
+                    return Sim::nothing();
+                }
+                let entry = self.directory.get(&group);
+                let members = entry.as_ref().map_or(0, |e| e.strs("member").len());
+                let parents = entry
+                    .as_ref()
+                    .map(|e| e.strs("memberOf"))
+                    .unwrap_or_default();
+                self.groups.retain(|g| g != &group);
+                self.nest_targets.retain(|g| g != &group);
+                if self.classes.restore
+                    && let Some(guid) = self.guid_of(&group)
+                {
+                    self.recycled.push(Recycled {
+                        guid,
+                        dn: group.clone(),
+                        group: true,
+                    });
+                }
+                (
+                    format!("delete group {group} ({members} members, member of {parents:?})"),
+                    Box::new(move || {
+                        let _ = directory.delete(&group);
+                    }),
+                )
+            }
+            // A group renamed in place, or moved to another container (into or out of an OU
+            // scope; CN=Users is outside any).
+            15 => {
+                let (rdn, parent) = split_dn(&group);
+                let new_dn = if self.rng.random_bool(0.5) {
+                    format!("{rdn} R{n},{parent}")
+                } else {
+                    let mut targets = vec![
+                        self.groups_ou.clone(),
+                        self.users_container.clone(),
+                        self.people_ou.clone(),
+                    ];
+                    targets.extend(self.ous.iter().cloned());
+                    targets.retain(|t| !t.eq_ignore_ascii_case(&parent));
+                    let target = targets[self.rng.random_range(0..targets.len())].clone();
+                    format!("{rdn},{target}")
+                };
+                if self.directory.get(&new_dn).is_some() {
+                    return Sim::nothing();
+                }
+                let note = self.scope_note(&group, &new_dn);
+                self.rebase_all(&group, &new_dn);
+                (
+                    format!("rename group {group} -> {new_dn}{note}"),
+                    Box::new(move || {
+                        let _ = directory.rename(&group, &new_dn);
+                    }),
+                )
+            }
+            // A new group with one member, in OU=Groups or in OU=People (inside an OU scope).
+            16 => {
+                let parent = if self.rng.random_bool(0.5) {
+                    self.groups_ou.clone()
+                } else {
+                    self.people_ou.clone()
+                };
+                let dn = format!("CN=Sim Group {n},{parent}");
+                let base = self.directory.base_dn();
+                self.groups.push(dn.clone());
+                self.nest_targets.push(dn.clone());
+                (
+                    format!("add group {dn} with member {user}"),
+                    Box::new(move || {
+                        let _ = directory.add(
+                            Entry::new(dn.clone())
+                                .with("objectClass", ["top", "group"])
+                                .with(
+                                    "objectCategory",
+                                    [format!("CN=Group,CN=Schema,CN=Configuration,{base}")],
+                                )
+                                .with("sAMAccountName", [format!("sim.group{n}")])
+                                .with(
+                                    "groupType",
+                                    [ad_testkit::group_type::GLOBAL_SECURITY.to_string()],
+                                )
+                                .with("sAMAccountType", ["268435456"])
+                                .with("member", [user.as_str()]),
+                        );
+                    }),
+                )
+            }
+            // A deleted user or group back from the Recycle Bin, same objectGUID, where it was.
+            17 => {
+                if self.recycled.is_empty() {
+                    return Sim::nothing();
+                }
+                let i = self.rng.random_range(0..self.recycled.len());
+                let back = self.recycled[i].clone();
+                let (_, parent) = split_dn(&back.dn);
+                if self.directory.get(&back.dn).is_some() || self.directory.get(&parent).is_none() {
+                    return Sim::nothing();
+                }
+                self.recycled.remove(i);
+                if back.group {
+                    self.groups.push(back.dn.clone());
+                    self.nest_targets.push(back.dn.clone());
+                } else {
+                    self.users.push(back.dn.clone());
+                }
+                (
+                    format!(
+                        "restore {} ({}) from the Recycle Bin{}",
+                        back.dn,
+                        back.guid,
+                        if self.in_scope(&back.dn) {
+                            ""
+                        } else {
+                            " (outside the scope)"
+                        }
+                    ),
+                    Box::new(move || {
+                        let _ = directory.restore(&back.guid.as_uuid(), &back.dn);
+                    }),
+                )
+            }
+            // A user of the scope into or out of Domain Admins, which lives outside any OU
+            // scope (CN=Users).
+            18 => {
+                let admins = self.domain_admins.clone();
+                if self.rng.random_bool(0.5) {
+                    (
+                        format!("add {user} to {admins}"),
+                        Box::new(move || {
+                            let _ = directory
+                                .modify(&admins, [Modification::add("member", [user.as_str()])]);
+                        }),
+                    )
+                } else {
+                    (
+                        format!("remove {user} from {admins}"),
+                        Box::new(move || {
+                            let _ = directory
+                                .modify(&admins, [Modification::delete("member", [user.as_str()])]);
+                        }),
+                    )
+                }
+            }
+            // A lockout or an expiry that ends within minutes: inside a clock skew.
+            19 => {
+                let minutes = self
+                    .rng
+                    .random_range(1..=self.skew_minutes.abs().max(3) + 1);
+                // The domain's lockout duration is 30 minutes.
+                let at = self.directory.now() - chrono::Duration::minutes(30 - minutes);
+                (
+                    format!("lock out {user}: the lockout ends in {minutes} min"),
+                    Box::new(move || {
+                        let _ = directory.modify(
+                            &user,
+                            [Modification::replace(
+                                "lockoutTime",
+                                [ad_testkit::encoding::filetime(at).to_string()],
+                            )],
+                        );
+                    }),
+                )
+            }
+            _ => {
+                let minutes = self
+                    .rng
+                    .random_range(1..=self.skew_minutes.abs().max(3) + 1);
+                let at = self.directory.now() + chrono::Duration::minutes(minutes);
+                (
+                    format!("accountExpires of {user} := now + {minutes} min"),
+                    Box::new(move || {
+                        let _ = directory.modify(
+                            &user,
+                            [Modification::replace(
+                                "accountExpires",
+                                [ad_testkit::encoding::filetime(at).to_string()],
+                            )],
+                        );
+                    }),
+                )
+            }
+        }
+    }
+
+    /// The directory of the DC the cycles read.
+    fn read_directory(&self) -> Directory {
+        match (&self.replica, self.dc) {
+            (Some(replica), 1) => replica.clone(),
+            _ => self.directory.clone(),
+        }
+    }
+
+    /// Whether the DC the cycles read holds every change made so far (always, but for a
+    /// lagging second DC that has not replicated them).
+    fn read_dc_replicated(&self) -> bool {
+        match (&self.replica, self.dc) {
+            (Some(replica), 1) => replica.is_replicated_from(&self.directory),
+            _ => true,
+        }
+    }
+
+    /// The directory as a fresh, fault-free read of the DC the cycles read sees it, in the
+    /// configured scope (spelled canonically) and with the engine's clock: GUID → (hash,
+    /// uSNChanged, DN).
     async fn expected(&self) -> HashMap<Guid, (String, u64, String, serde_json::Value)> {
-        let source = source_for(&self.dcs[0], &self.directory, 1);
+        let source = source_for(
+            &self.dcs[self.dc],
+            &self.directory,
+            1,
+            self.scope.as_deref(),
+            self.skew_minutes,
+        );
         let mut run = source.full_snapshot().await.unwrap();
         let mut out = HashMap::new();
         while let Some(event) = run.next_event().await {
@@ -578,6 +1233,7 @@ impl Sim {
             }
         }
         let crash = Arc::new(Notify::new());
+        self.platform.read_from(self.read_directory());
         self.platform.arm(
             faults,
             Arc::clone(&crash),
@@ -594,7 +1250,13 @@ impl Sim {
             crash: Arc::clone(&crash),
         };
         let force_full = full || (!clean && self.rng.random_bool(0.2));
-        let source = source_for(&self.dcs[self.dc], &self.directory, self.read_connections);
+        let source = source_for(
+            &self.dcs[self.dc],
+            &self.directory,
+            self.read_connections,
+            self.spelled_base.as_deref(),
+            self.skew_minutes,
+        );
         let store = Store::open(self.state.path()).unwrap();
         let mut engine = Engine::new(
             source,
@@ -682,6 +1344,18 @@ impl Sim {
         let Outcome::Done(report) = outcome else {
             return;
         };
+        if report.mode == "full" {
+            self.deletes_deferred =
+                !report.incomplete_read.is_empty() || report.deletes_unproven > 0;
+        }
+        // A lagging DC: the platform may rightly hold newer values than it has, so (a) and
+        // (c) wait for a cycle on a DC that holds every change.
+        if !self.read_dc_replicated() {
+            if exact {
+                self.fail("model", "an exact check on a DC that lags");
+            }
+            return;
+        }
         let store = Store::open_read_only(self.state.path()).unwrap().unwrap();
         let checkpoint = store.checkpoint().unwrap();
         let quarantined: HashSet<Guid> = store
@@ -747,6 +1421,38 @@ impl Sim {
                     );
                 }
             }
+            // ... and nothing deleted or out of the scope before it is still there (unless a
+            // full sync left its deletes to the next full sync).
+            let read = self.read_directory();
+            for guid in held.keys() {
+                if expected.contains_key(guid) || self.deletes_deferred {
+                    continue;
+                }
+                // Absent from the DC read: not replicated there yet, (a) will tell.
+                let Some(entry) = read.find_by_guid(&guid.as_uuid()) else {
+                    continue;
+                };
+                let usn = entry
+                    .first_i64("uSNChanged")
+                    .and_then(|u| u64::try_from(u).ok())
+                    .unwrap_or(u64::MAX);
+                if usn <= cp.position.usn && !excused(guid, entry.dn()) {
+                    self.fail(
+                        "(c) checkpoint passes only delivered changes",
+                        &format!(
+                            "{guid} at {} (uSNChanged {usn} <= checkpoint {}) is {} but still on \
+                             the platform",
+                            entry.dn(),
+                            cp.position.usn,
+                            if entry.is_deleted() {
+                                "deleted"
+                            } else {
+                                "out of the scope"
+                            },
+                        ),
+                    );
+                }
+            }
         }
         if !exact {
             return;
@@ -766,7 +1472,10 @@ impl Sim {
             }
         }
         for guid in held.keys() {
-            if !expected.contains_key(guid) && Some(*guid) != malformed_guid {
+            if !expected.contains_key(guid)
+                && Some(*guid) != malformed_guid
+                && !self.deletes_deferred
+            {
                 self.fail(
                     "(a) platform = directory",
                     &format!("{guid} is on the platform but not in the directory"),
@@ -776,12 +1485,33 @@ impl Sim {
     }
 }
 
-async fn scenario(seed: u64) {
-    let mut sim = Sim::new(seed);
+async fn scenario(seed: u64, classes: Classes) {
+    let mut sim = Sim::new(seed, classes);
     sim.note(format!(
         "batch_size {} concurrency {} read_connections {}",
         sim.batch_size, sim.concurrency, sim.read_connections
     ));
+    if sim.classes.any() {
+        sim.note(format!(
+            "world: classes {}; base_dn {}; platform {}; host clock {:+} min off the DC's; \
+             second DC {}",
+            sim.classes.names(),
+            sim.spelled_base
+                .as_deref()
+                .map_or("the domain root".to_owned(), |b| format!("{b:?}")),
+            if sim.platform.needs_affected_users() {
+                "asks for affected users (Sekoia-like)"
+            } else {
+                "takes groups alone"
+            },
+            sim.skew_minutes,
+            if sim.replica.is_some() {
+                "a lagging replica"
+            } else {
+                "the same directory"
+            },
+        ));
+    }
     // The first full sync, clean.
     let outcome = sim.cycle(0, true, false).await;
     sim.check(&outcome, true).await;
@@ -791,7 +1521,20 @@ async fn scenario(seed: u64) {
             sim.note(format!("op: {what}"));
             op();
         }
-        if sim.rng.random_bool(0.3) {
+        if sim.classes.skew && sim.rng.random_bool(0.5) {
+            // Small steps too: lockouts and expiries end between two cycles, inside a skew.
+            let by = [
+                chrono::Duration::minutes(2),
+                chrono::Duration::minutes(5),
+                chrono::Duration::minutes(10),
+                chrono::Duration::minutes(45),
+                chrono::Duration::hours(2),
+                chrono::Duration::days(2),
+                chrono::Duration::days(43),
+            ][sim.rng.random_range(0..7)];
+            sim.note(format!("clock: +{by}"));
+            sim.advance_clock(by);
+        } else if !sim.classes.skew && sim.rng.random_bool(0.3) {
             let by = [
                 chrono::Duration::minutes(45),
                 chrono::Duration::hours(2),
@@ -799,12 +1542,33 @@ async fn scenario(seed: u64) {
                 chrono::Duration::days(43),
             ][sim.rng.random_range(0..4)];
             sim.note(format!("clock: +{by}"));
-            sim.directory.advance_clock(by);
+            sim.advance_clock(by);
         }
         match sim.rng.random_range(0..20) {
             0 => {
                 let id = sim.dcs[sim.dc].simulate_restore();
                 sim.note(format!("dc restored from backup: invocationId {id}"));
+            }
+            // The lagging second DC: failover to it, failback, and its replication.
+            1 | 7 | 8 | 12 if sim.replica.is_some() => {
+                sim.dc = 1 - sim.dc;
+                let line = if sim.dc == 1 {
+                    format!(
+                        "failover to dc2 ({})",
+                        if sim.read_dc_replicated() {
+                            "it holds every change"
+                        } else {
+                            "it lags behind dc1"
+                        }
+                    )
+                } else {
+                    "failback to dc1".to_owned()
+                };
+                sim.note(line);
+            }
+            9..=11 if sim.replica.is_some() => {
+                let line = sim.replicate();
+                sim.note(line);
             }
             1 => {
                 if sim.dcs.len() == 1 {
@@ -862,18 +1626,26 @@ async fn scenario(seed: u64) {
         let outcome = sim.cycle(step, false, false).await;
         sim.check(&outcome, false).await;
     }
-    // Convergence: no faults, no refusals, everything readable. A delta, then the periodic
-    // full sync (deletes an incomplete read held back are its to send), then a delta; the
-    // last two must leave the platform equal to the directory.
+    // Convergence: no faults, no refusals, everything readable. A delta, then (grown world)
+    // a delta, then the periodic full sync (deletes an incomplete read held back are its to
+    // send), then a delta; all but the first must leave the platform equal to the directory.
     sim.poison.clear();
     sim.platform.set_poison(HashSet::new());
     sim.malformed = None;
     sim.note("faults cleared".into());
-    for (step, full, exact) in [
-        (STEPS + 1, false, false),
-        (STEPS + 2, true, true),
-        (STEPS + 3, false, true),
-    ] {
+    if sim.replica.is_some() {
+        let line = sim.replicate();
+        sim.note(line);
+    }
+    // The grown world's classes must reach the platform by a clean delta, before the full
+    // sync repairs what deltas missed: the second clean delta is checked exactly too.
+    let mut convergence = vec![(STEPS + 1, false, false)];
+    if sim.classes.any() {
+        convergence.push((STEPS + 2, false, true));
+    }
+    let next = STEPS + convergence.len();
+    convergence.extend([(next + 1, true, true), (next + 2, false, true)]);
+    for (step, full, exact) in convergence {
         let outcome = sim.cycle(step, true, full).await;
         if !matches!(outcome, Outcome::Done(_)) {
             sim.fail("(d) convergence", "a clean cycle did not complete");
@@ -885,6 +1657,12 @@ async fn scenario(seed: u64) {
         sim.fail(
             "(d) convergence",
             "quarantine or skipped entries left after clean cycles",
+        );
+    }
+    if std::env::var_os("SIM_HISTORY").is_some() {
+        eprintln!(
+            "SIM_SEED={seed} passed\nhistory:\n  {}",
+            sim.history.join("\n  ")
         );
     }
 }
@@ -937,14 +1715,34 @@ fn run_part(part: u64) {
             .try_init();
     }
     let seeds = seeds(part, 2);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let classes = Classes::from_env();
+    // `SIM_KEEP_GOING=1`: run every seed and list the failing ones at the end (to survey a
+    // change of the world); by default the first failure stops the test.
+    let keep_going = std::env::var_os("SIM_KEEP_GOING").is_some();
     let started = std::time::Instant::now();
+    let mut failed = Vec::new();
     for seed in &seeds {
-        runtime.block_on(scenario(*seed));
+        if keep_going {
+            let run = std::panic::AssertUnwindSafe(|| runtime().block_on(scenario(*seed, classes)));
+            if std::panic::catch_unwind(run).is_err() {
+                failed.push(*seed);
+            }
+        } else {
+            runtime().block_on(scenario(*seed, classes));
+        }
     }
+    assert!(
+        failed.is_empty(),
+        "simulation part {part}: {} of {} scenarios failed: {failed:?}",
+        failed.len(),
+        seeds.len()
+    );
     eprintln!(
         "simulation part {part}: {} scenarios passed in {:.1}s",
         seeds.len(),
