@@ -164,14 +164,10 @@ async fn read(session: &mut Session, since: Option<u64>) -> Result<Surroundings,
         // AD hides what an account may not read without an error: an account that reads only
         // its OU sees no container outside it, not even the domain's Builtin container.
         let builtin = format!("CN=Builtin,{domain}");
-        let visible = crate::root_dse::read_base(
-            &session.conn,
-            &builtin,
-            "(objectClass=*)",
-            &["objectGUID"],
-        )
-        .await
-        .map(|entry| entry.is_some());
+        let visible =
+            crate::root_dse::read_base(&session.conn, &builtin, "(objectClass=*)", &["objectGUID"])
+                .await
+                .map(|entry| entry.is_some());
         match visible {
             Ok(true) => {}
             Err(e) if e.is_transient() => return Err(e),

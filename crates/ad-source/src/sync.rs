@@ -774,6 +774,7 @@ async fn read_tombstones(
             let Some(entry) = readable(session, item, out).await? else {
                 continue;
             };
+            let mut outside_dn = None;
             if scoped {
                 let parent = entry
                     .first("lastKnownParent")
@@ -783,8 +784,29 @@ async fn read_tombstones(
                 if let Some(parent) = parent.filter(|p| !p.to_ascii_uppercase().contains("ADEL:"))
                     && !within(parent, base)
                 {
-                    continue;
+                    let group = entry
+                        .values("objectClass")
+                        .iter()
+                        .any(|class| class.eq_ignore_ascii_case(b"group"));
+                    if !group {
+                        continue;
+                    }
+                    // A group outside the scope is not ours, but users of the scope were in
+                    // it: reported under the DN it had, for the consumer to re-read them.
+                    let dn = entry.dn();
+                    let rdn = ["\\0ADEL:", "\\0aDEL:", "\nDEL:"]
+                        .iter()
+                        .find_map(|marker| dn.split_once(marker).map(|(rdn, _)| rdn))
+                        .unwrap_or(dn);
+                    outside_dn = Some(format!("{rdn},{parent}"));
                 }
+            }
+            if let Some(dn) = outside_dn {
+                if let Ok(mut decoded) = Deleted::from_entry(&entry) {
+                    decoded.record.dn = dn;
+                    out.send(SourceEvent::Deleted(decoded.record)).await?;
+                }
+                continue;
             }
             match Deleted::from_entry(&entry) {
                 // Computers and other `user`-derived classes have no kind: not ours.

@@ -155,7 +155,7 @@ impl Engine {
         let read_at = pinned.root.current_time.unwrap_or(read_at);
         let cycle_id = self.store.begin_cycle(mode_name(mode), started_at)?;
         let dc = pinned.root.dns_host_name.clone();
-        self.store.note_cycle_on(&dc, started_at)?;
+        self.store.note_cycle_on(cycle_id, &dc, started_at)?;
         let mark_at = self.store.dc_mark(&dc)?.map(|mark| mark.updated_at);
         let result = {
             let mut cycle = Cycle::new(self, cycle_id, mode, stored.clone(), read_at, observer);
@@ -760,6 +760,12 @@ impl<'e> Cycle<'e> {
         if let Some(usn) = group.usn_changed {
             self.group_usns.insert(group.dn.to_ascii_lowercase(), usn);
         }
+        // Before `note_read` records the new DN: a renamed group's name is inside every
+        // member's record.
+        let renamed = self
+            .store
+            .object(&group.object_guid)?
+            .is_some_and(|row| !row.dn.eq_ignore_ascii_case(&group.dn));
         self.note_read(
             group.object_guid,
             &group.dn,
@@ -814,10 +820,6 @@ impl<'e> Cycle<'e> {
             // Members added or removed since the group was last sent, or all of them if it
             // was renamed (its name is inside every member's record).
             let previous = self.store.group_members(&group.object_guid)?;
-            let renamed = self
-                .store
-                .object(&group.object_guid)?
-                .is_some_and(|row| !row.dn.eq_ignore_ascii_case(&group.dn));
             let affected =
                 self.with_nested_members(member_difference(&previous, &group.members, renamed))?;
             // Durable before the group's new member list can be acknowledged: a crash after
@@ -1063,6 +1065,13 @@ impl<'e> Cycle<'e> {
             if let Some(row) = self.store.object(&deleted.object_guid)? {
                 listing.extend(self.store.groups_listing_any_parent(&row.dn)?);
                 listing.extend(self.members_of_deleted(&row)?);
+            } else if self.scope.is_some() && deleted.kind == Some(ObjectKind::Group) {
+                // A group outside the scope, reported under the DN it had: the users of the
+                // scope in it lose it.
+                listing.extend(
+                    self.store
+                        .outside_members(&ad_model::dn::canonical(&deleted.dn))?,
+                );
             }
             // The name it had when deleted (renamed since we last read it). Also when it is
             // no longer tracked: a full sync may have deleted it under an older name while
@@ -1219,13 +1228,20 @@ impl<'e> Cycle<'e> {
             let Some(hash) = hash else {
                 continue;
             };
-            if self.capabilities.needs_affected_users {
-                attached.extend(affected.iter().map(|dn| dn.to_ascii_lowercase()));
+            // Users the platform already holds as they are now (sent alone earlier in this
+            // cycle, say) are not carried again: only what changes goes out.
+            let mut users: Vec<User> = Vec::new();
+            for dn in &affected {
+                let Some(user) = affected_users.get(&dn.to_ascii_lowercase()) else {
+                    continue;
+                };
+                let hash = fingerprint::user(user);
+                if self.store.stored_hash(&user.object_guid)?.as_deref() != Some(hash.as_str())
+                    && attached.insert(dn.to_ascii_lowercase())
+                {
+                    users.push(user.clone());
+                }
             }
-            let users: Vec<User> = affected
-                .iter()
-                .filter_map(|dn| affected_users.get(&dn.to_ascii_lowercase()).cloned())
-                .collect();
             let record = group_record(&group, hash);
             // The platform holds these users as sent here once it accepts the change.
             let carried = users
@@ -1479,24 +1495,31 @@ impl<'e> Cycle<'e> {
         let (Some(stored), Some(position)) = (&self.stored, &self.position) else {
             return Ok(candidates);
         };
-        if stored
-            .position
-            .dc_host
-            .eq_ignore_ascii_case(&position.dc_host)
-        {
-            return Ok(candidates);
-        }
         let previous = stored.position.dc_host.clone();
         let this = position.dc_host.clone();
-        let guids: HashSet<Guid> = candidates.iter().map(|row| row.guid).collect();
-        let dead = self.source.tombstones_among(&guids).await?;
-        let (proven, unproven): (Vec<_>, Vec<_>) = candidates
+        // After a DC change every candidate needs proof; otherwise those last seen on
+        // another DC (sent by a cycle there, say an object this DC has not replicated yet).
+        let moved = !previous.eq_ignore_ascii_case(&this);
+        let elsewhere = self.store.unread_seen_elsewhere(self.id, &this)?;
+        let (needs_proof, free): (Vec<_>, Vec<_>) = candidates
+            .into_iter()
+            .partition(|row| moved || elsewhere.contains(&row.guid));
+        if needs_proof.is_empty() {
+            return Ok(free);
+        }
+        // Proof is the object's tombstone on this DC, or the object alive on this DC outside
+        // the scope (it left it).
+        let guids: HashSet<Guid> = needs_proof.iter().map(|row| row.guid).collect();
+        let mut dead = self.source.tombstones_among(&guids).await?;
+        dead.extend(self.source.outside_scope_among(&guids).await?);
+        let (mut proven, unproven): (Vec<_>, Vec<_>) = needs_proof
             .into_iter()
             .partition(|row| dead.contains(&row.guid));
+        proven.extend(free);
         if !unproven.is_empty() {
             self.report.deletes_unproven = unproven.len() as u64;
             let message = format!(
-                "{} objects read by the last cycle on {previous} were not returned by this full sync on {this} and have no tombstone there, so they were not deleted: they may not have replicated to {this} yet (first: {}); a later full sync decides",
+                "{} objects last seen on another DC than {this} (the last cycle ran on {previous}) were not returned by this full sync and have no tombstone there, so they were not deleted: they may not have replicated to {this} yet (first: {}); a later full sync decides",
                 unproven.len(),
                 unproven
                     .iter()

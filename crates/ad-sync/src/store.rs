@@ -413,6 +413,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("checkpoint", "scope", "TEXT"),
     ("cycles", "report", "TEXT"),
     ("objects", "in_doubt", "INTEGER NOT NULL DEFAULT 0"),
+    ("cycles", "dc_host", "TEXT"),
 ];
 
 impl Store {
@@ -1516,20 +1517,61 @@ impl Store {
         tx.commit().map_err(&db)
     }
 
-    /// Note that a cycle starts reading from `dc_host` (before it can send anything).
+    /// Note that cycle `cycle` reads from `dc_host` (before it can send anything).
     pub(crate) fn note_cycle_on(
         &mut self,
+        cycle: i64,
         dc_host: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO dc_cycles (dc_host, last_started) VALUES (?1, ?2)
-                 ON CONFLICT (dc_host) DO UPDATE SET last_started = ?2",
-                params![dc_host, now.to_rfc3339()],
+        let path = self.path.clone();
+        let db = db_err(&path);
+        let tx = self.conn.transaction().map_err(&db)?;
+        tx.execute(
+            "INSERT INTO dc_cycles (dc_host, last_started) VALUES (?1, ?2)
+             ON CONFLICT (dc_host) DO UPDATE SET last_started = ?2",
+            params![dc_host, now.to_rfc3339()],
+        )
+        .map_err(&db)?;
+        tx.execute(
+            "UPDATE cycles SET dc_host = ?2 WHERE id = ?1",
+            params![cycle, dc_host],
+        )
+        .map_err(&db)?;
+        tx.commit().map_err(&db)
+    }
+
+    /// Of the objects full-sync cycle `cycle` did not read, those last seen (read by a full
+    /// sync, or sent) by a cycle on another DC than `dc_host`: this DC may never have held
+    /// them (not replicated yet), so their absence proves nothing. Cycles journaled before
+    /// versions that noted the DC count as this DC's.
+    pub(crate) fn unread_seen_elsewhere(
+        &self,
+        cycle: i64,
+        dc_host: &str,
+    ) -> Result<std::collections::HashSet<Guid>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT o.guid FROM objects o JOIN cycles c ON c.id = o.seen_cycle
+                 WHERE o.seen_cycle <> ?1 AND c.dc_host IS NOT NULL
+                   AND c.dc_host <> ?2 COLLATE NOCASE",
             )
-            .map(|_| ())
-            .map_err(self.db())
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map(params![cycle, dc_host], |r| r.get::<_, String>(0))
+            .map_err(self.db())?;
+        let mut out = std::collections::HashSet::new();
+        for row in rows {
+            let text = row.map_err(self.db())?;
+            let guid = text.parse::<Guid>().map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                what: "objectGUID",
+                detail: e.to_string(),
+            })?;
+            out.insert(guid);
+        }
+        Ok(out)
     }
 
     /// When cycles on other DCs than `dc_host` ran after `since` (that DC's mark), the DNs of
