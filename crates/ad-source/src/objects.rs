@@ -121,6 +121,25 @@ impl Source {
         .await
     }
 
+    /// Where this DC holds these objects (users and groups, alive) now: objectGUID → DN,
+    /// anywhere in the domain, in scope or not. One attribute-only search of the domain's
+    /// users and groups: for the rare reads that must find objects whatever DN another DC
+    /// showed for them (after cycles on another DC).
+    pub async fn locate(
+        &self,
+        guids: &HashSet<Guid>,
+    ) -> Result<std::collections::HashMap<Guid, String>, SourceError> {
+        if guids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let guids = guids.clone();
+        self.with_session("the search for objects by objectGUID", move |mut session| async move {
+            let result = locate_in(&mut session, &guids).await;
+            (session, result)
+        })
+        .await
+    }
+
     /// Which of these objects this DC holds alive outside the scope (they left it): with
     /// their tombstones, the proof a full sync on a DC needs to delete what it did not read
     /// but another DC showed last.
@@ -226,6 +245,36 @@ async fn outside_scope_in(
             && wanted.contains(&guid)
         {
             found.insert(guid);
+        }
+    }
+    Ok(found)
+}
+
+async fn locate_in(
+    session: &mut Session,
+    wanted: &HashSet<Guid>,
+) -> Result<std::collections::HashMap<Guid, String>, SourceError> {
+    let spec = SearchSpec {
+        base: session.domain_dn().to_owned(),
+        scope: ldap3::Scope::Subtree,
+        filter: format!(
+            "(|{}{})",
+            session.config.user_filter, session.config.group_filter
+        ),
+        attrs: vec!["objectGUID".to_owned()],
+        show_deleted: false,
+        what: "objects by objectGUID",
+    };
+    let mut found = std::collections::HashMap::new();
+    let mut reader = PagedReader::new(session, spec);
+    while let Some(item) = reader.next(session).await? {
+        if let Item::Entry(entry) = item
+            && let Some(guid) = entry
+                .first("objectGUID")
+                .and_then(|bytes| Guid::from_bytes(bytes).ok())
+            && wanted.contains(&guid)
+        {
+            found.insert(guid, entry.dn().to_owned());
         }
     }
     Ok(found)

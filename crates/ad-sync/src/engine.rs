@@ -511,7 +511,7 @@ impl<'e> Cycle<'e> {
 
         // 2. Delta: what changed without a directory write, and what earlier cycles left.
         if !self.full() {
-            self.recorded_elsewhere()?;
+            self.recorded_elsewhere().await?;
             self.outside_scope()?;
             self.time_driven().await?;
             self.leftovers().await?;
@@ -658,20 +658,65 @@ impl<'e> Cycle<'e> {
     /// what *that* DC showed (a lagging DC re-sends old values and deletes what it has not
     /// seen restored), and this delta starts past those changes on this DC. Re-read it here
     /// (durably noted first): the platform then equals this DC again.
-    fn recorded_elsewhere(&mut self) -> Result<(), CycleError> {
+    ///
+    /// They are found here by objectGUID (the other DC may have shown another DN): one still
+    /// in scope is re-read at its DN here; a tracked one gone from the scope is deleted when
+    /// this DC proves it (its tombstone, or the object alive outside the scope); one neither
+    /// found nor proven gone is kept, as a full sync keeps it.
+    async fn recorded_elsewhere(&mut self) -> Result<(), CycleError> {
         let (Some(since), Some(position)) = (self.mark_at, &self.position) else {
             return Ok(());
         };
-        if let Some(dns) = self
+        let Some(objects) = self
             .store
             .recorded_elsewhere_since(&position.dc_host, since)?
-        {
-            tracing::info!(
-                objects = dns.len(),
-                "cycles ran on another DC since this DC's last one: their objects are read again here"
-            );
-            self.store.add_reread(&dns)?;
-            self.reread.extend(dns);
+        else {
+            return Ok(());
+        };
+        tracing::info!(
+            objects = objects.len(),
+            "cycles ran on another DC since this DC's last one: their objects are read again here"
+        );
+        let guids: HashSet<Guid> = objects.iter().map(|o| o.guid).collect();
+        let found = self.source.locate(&guids).await?;
+        let in_scope = |dn: &str| self.scope.as_ref().is_none_or(|scope| scope.contains(dn));
+        let mut dns = Vec::new();
+        let mut missing = HashSet::new();
+        for object in &objects {
+            match found.get(&object.guid) {
+                Some(dn) if in_scope(dn) => dns.push(dn.clone()),
+                Some(_) if object.tracked => {
+                    missing.insert(object.guid);
+                }
+                None if object.tracked => {
+                    missing.insert(object.guid);
+                }
+                _ => {}
+            }
+        }
+        self.store.add_reread(&dns)?;
+        self.reread.extend(dns);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut gone = self.source.tombstones_among(&missing).await?;
+        gone.extend(
+            found
+                .iter()
+                .filter(|(guid, dn)| missing.contains(guid) && !in_scope(dn))
+                .map(|(guid, _)| *guid),
+        );
+        for guid in gone {
+            if let Some(row) = self.store.object(&guid)? {
+                self.tombstones.push(Deleted {
+                    object_guid: guid,
+                    object_sid: row.sid,
+                    kind: Some(row.kind),
+                    dn: row.dn,
+                    sam_account_name: None,
+                    usn_changed: None,
+                });
+            }
         }
         Ok(())
     }

@@ -168,6 +168,16 @@ pub struct Leftovers {
     pub outside_complete: Option<i64>,
 }
 
+/// An object a cycle on another DC recorded (`tracked`) or deleted since a DC's mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Elsewhere {
+    pub(crate) guid: Guid,
+    /// The DN it was recorded or deleted with.
+    pub(crate) dn: String,
+    /// Still tracked (recorded), or deleted on the platform.
+    pub(crate) tracked: bool,
+}
+
 /// What the state knows of one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRow {
@@ -1581,7 +1591,7 @@ impl Store {
         &self,
         dc_host: &str,
         since: DateTime<Utc>,
-    ) -> Result<Option<Vec<String>>, StoreError> {
+    ) -> Result<Option<Vec<Elsewhere>>, StoreError> {
         let since = since.to_rfc3339();
         let elsewhere: bool = self
             .conn
@@ -1598,16 +1608,30 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT dn FROM objects WHERE julianday(last_sent) > julianday(?1)
-                 UNION SELECT dn FROM deleted_log WHERE julianday(deleted_at) > julianday(?1)",
+                "SELECT guid, dn, 1 FROM objects WHERE julianday(last_sent) > julianday(?1)
+                 UNION SELECT guid, dn, 0 FROM deleted_log WHERE julianday(deleted_at) > julianday(?1)",
             )
             .map_err(self.db())?;
         let rows = stmt
-            .query_map([since], |r| r.get::<_, String>(0))
+            .query_map([since], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                ))
+            })
             .map_err(self.db())?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map(Some)
-            .map_err(self.db())
+        let mut out = Vec::new();
+        for row in rows {
+            let (guid, dn, tracked) = row.map_err(self.db())?;
+            let guid = guid.parse::<Guid>().map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                what: "objectGUID",
+                detail: e.to_string(),
+            })?;
+            out.push(Elsewhere { guid, dn, tracked });
+        }
+        Ok(Some(out))
     }
 
     /// The containers as the last completed cycle on `dc_host` read them: objectGUID → DN.
