@@ -133,10 +133,13 @@ impl Source {
             return Ok(std::collections::HashMap::new());
         }
         let guids = guids.clone();
-        self.with_session("the search for objects by objectGUID", move |mut session| async move {
-            let result = locate_in(&mut session, &guids).await;
-            (session, result)
-        })
+        self.with_session(
+            "the search for objects by objectGUID",
+            move |mut session| async move {
+                let result = locate_in(&mut session, &guids).await;
+                (session, result)
+            },
+        )
         .await
     }
 

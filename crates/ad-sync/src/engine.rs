@@ -1017,7 +1017,11 @@ impl<'e> Cycle<'e> {
         let Some(from) = self.stored.as_ref().and_then(|cp| cp.read_at) else {
             return Ok(());
         };
-        let found = self.source.time_boundary_users(from, self.read_at).await?;
+        // The DC's `currentTime` has whole seconds: the window reaches one second past it,
+        // so an instant the DC passed in that second is in it (and one it has not passed
+        // yet is in the next window too, which starts at this read_at).
+        let to = self.read_at + chrono::Duration::seconds(1);
+        let found = self.source.time_boundary_users(from, to).await?;
         if found.truncated {
             self.hold_checkpoint(
                 "the search for accounts whose expiry, lockout or password age passed ended early",
