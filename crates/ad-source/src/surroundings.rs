@@ -49,6 +49,8 @@ pub struct Outside {
     pub guid: Guid,
     /// Its DN now.
     pub dn: String,
+    /// objectSid, when readable (a group's key that survives renames and moves).
+    pub sid: Option<ad_model::Sid>,
     /// User or group.
     pub kind: ObjectKind,
     /// For a group: the DNs of the users in scope that are its members now, directly or
@@ -187,7 +189,11 @@ async fn read(session: &mut Session, since: Option<u64>) -> Result<Surroundings,
             base: domain.clone(),
             scope: ldap3::Scope::Subtree,
             filter: changed(&format!("(|{}{})", config.user_filter, config.group_filter)),
-            attrs: vec!["objectGUID".to_owned(), "objectClass".to_owned()],
+            attrs: vec![
+                "objectGUID".to_owned(),
+                "objectClass".to_owned(),
+                "objectSid".to_owned(),
+            ],
             show_deleted: false,
             what: "the users and groups changed outside the scope",
         };
@@ -214,6 +220,9 @@ async fn read(session: &mut Session, since: Option<u64>) -> Result<Surroundings,
             found.outside.push(Outside {
                 guid,
                 dn: entry.dn().to_owned(),
+                sid: entry
+                    .first("objectSid")
+                    .and_then(|bytes| ad_model::Sid::from_bytes(bytes).ok()),
                 kind: if group {
                     ObjectKind::Group
                 } else {

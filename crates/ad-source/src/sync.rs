@@ -784,15 +784,9 @@ async fn read_tombstones(
                 if let Some(parent) = parent.filter(|p| !p.to_ascii_uppercase().contains("ADEL:"))
                     && !within(parent, base)
                 {
-                    let group = entry
-                        .values("objectClass")
-                        .iter()
-                        .any(|class| class.eq_ignore_ascii_case(b"group"));
-                    if !group {
-                        continue;
-                    }
-                    // A group outside the scope is not ours, but users of the scope were in
-                    // it: reported under the DN it had, for the consumer to re-read them.
+                    // An object outside the scope is not ours, but groups of the scope may
+                    // list it, and users of the scope may be in it (a group): reported
+                    // under the DN it had, for the consumer to re-read them.
                     let dn = entry.dn();
                     let rdn = ["\\0ADEL:", "\\0aDEL:", "\nDEL:"]
                         .iter()

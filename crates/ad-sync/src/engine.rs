@@ -645,7 +645,7 @@ impl<'e> Cycle<'e> {
         for group in user.groups.iter().chain(&user.transitive_groups) {
             if !group.primary && !scope.contains(&group.dn) {
                 self.outside_pairs
-                    .push((ad_model::dn::canonical(&group.dn), user.dn.clone()));
+                    .push((group_key(group.sid.as_ref(), &group.dn), user.dn.clone()));
             }
         }
         if self.outside_pairs.len() >= MARK_CHUNK {
@@ -744,7 +744,7 @@ impl<'e> Cycle<'e> {
                 });
             }
             if outside.kind == ObjectKind::Group {
-                let key = ad_model::dn::canonical(&outside.dn);
+                let key = group_key(outside.sid.as_ref(), &outside.dn);
                 let mut affected: BTreeSet<String> =
                     self.store.outside_members(&key)?.into_iter().collect();
                 affected.extend(outside.members_in_scope.iter().cloned());
@@ -865,8 +865,16 @@ impl<'e> Cycle<'e> {
             // Members added or removed since the group was last sent, or all of them if it
             // was renamed (its name is inside every member's record).
             let previous = self.store.group_members(&group.object_guid)?;
-            let affected =
-                self.with_nested_members(member_difference(&previous, &group.members, renamed))?;
+            let mut changed = member_difference(&previous, &group.members, renamed);
+            if self.scope.is_some() {
+                // A group that was outside the scope (moved in, say): the users of the scope
+                // that were in it, nested included, carry its old DN.
+                changed.extend(
+                    self.store
+                        .outside_members(&group_key(group.object_sid.as_ref(), &group.dn))?,
+                );
+            }
+            let affected = self.with_nested_members(changed)?;
             // Durable before the group's new member list can be acknowledged: a crash after
             // that must not lose the members' new group lists.
             self.store
@@ -1114,13 +1122,17 @@ impl<'e> Cycle<'e> {
             if let Some(row) = self.store.object(&deleted.object_guid)? {
                 listing.extend(self.store.groups_listing_any_parent(&row.dn)?);
                 listing.extend(self.members_of_deleted(&row)?);
-            } else if self.scope.is_some() && deleted.kind == Some(ObjectKind::Group) {
-                // A group outside the scope, reported under the DN it had: the users of the
-                // scope in it lose it.
-                listing.extend(
-                    self.store
-                        .outside_members(&ad_model::dn::canonical(&deleted.dn))?,
-                );
+            } else if self.scope.is_some() {
+                // An object outside the scope, reported under the DN it had: groups of the
+                // scope that listed it have a new member list, and the users of the scope in
+                // it (a group) lose it.
+                listing.extend(self.store.groups_listing_any_parent(&deleted.dn)?);
+                if deleted.kind == Some(ObjectKind::Group) {
+                    listing.extend(self.store.outside_members(&group_key(
+                        deleted.object_sid.as_ref(),
+                        &deleted.dn,
+                    ))?);
+                }
             }
             // The name it had when deleted (renamed since we last read it). Also when it is
             // no longer tracked: a full sync may have deleted it under an older name while
@@ -1648,6 +1660,15 @@ fn member_difference(before: &[String], after: &[String], all: bool) -> BTreeSet
         }
     }
     affected
+}
+
+/// The key a group outside the scope is recorded under (`outside_members`): its SID, which
+/// survives renames and moves (into the scope too), or its canonical DN when unknown.
+fn group_key(sid: Option<&ad_model::Sid>, dn: &str) -> String {
+    match sid {
+        Some(sid) => sid.to_string(),
+        None => ad_model::dn::canonical(dn),
+    }
 }
 
 fn user_object(user: &User, hash: String) -> SentObject {

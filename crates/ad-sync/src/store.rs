@@ -380,7 +380,7 @@ CREATE TABLE IF NOT EXISTS containers (
     dn TEXT NOT NULL,
     PRIMARY KEY (dc_host, guid)
 ) WITHOUT ROWID;
--- Scope narrower than the domain: the groups outside it (canonical DN) that users of the
+-- Scope narrower than the domain: the groups outside it (SID, or canonical DN) that users of the
 -- scope were last read in, directly or through nesting. A change of such a group re-reads
 -- these users and its members now: AD writes nothing to a member it adds or removes, and no
 -- search of the scope returns the group. `cycle`: the cycle that last saw the pair.

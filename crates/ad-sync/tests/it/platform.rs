@@ -238,7 +238,8 @@ impl Platform {
         self.lock().false_deletes.clone()
     }
 
-    fn apply_user(held: &mut Held, user: &ad_model::User) {
+    /// Apply a user's record; true when the platform held it already as it is (a re-send).
+    fn apply_user(held: &mut Held, user: &ad_model::User) -> bool {
         held.records.insert(
             user.object_guid,
             serde_json::to_value(user).unwrap_or_default(),
@@ -247,26 +248,33 @@ impl Platform {
         let previous = held
             .objects
             .insert(user.object_guid, (ObjectKind::User, hash.clone()));
-        if previous.is_some_and(|(_, h)| h == hash) {
-            held.duplicates += 1;
-            held.duplicate_dns.push(user.dn.clone());
-        }
+        previous.is_some_and(|(_, h)| h == hash)
     }
 
     fn apply(&self, held: &mut Held, batch: &Batch) {
         held.applied += 1;
         for change in &batch.changes {
             match change {
-                Change::UpsertUser(user) => Platform::apply_user(held, user),
+                Change::UpsertUser(user) => {
+                    if Platform::apply_user(held, user) {
+                        held.duplicates += 1;
+                        held.duplicate_dns.push(user.dn.clone());
+                    }
+                }
                 Change::UpsertGroup {
                     group,
                     affected_users,
                 } => {
                     // Sekoia learns groups through users: each one carried replaces that
                     // user's record. (Other platforms ignore them.)
+                    // A change re-sent counts once, with the users it carries (invariant
+                    // (e) bounds re-sent changes: a batch's worth per in-flight slot).
+                    let mut resent = Vec::new();
                     if self.affected_users {
                         for user in affected_users {
-                            Platform::apply_user(held, user);
+                            if Platform::apply_user(held, user) {
+                                resent.push(user.dn.clone());
+                            }
                         }
                     }
                     held.records.insert(
@@ -278,8 +286,11 @@ impl Platform {
                         .objects
                         .insert(group.object_guid, (ObjectKind::Group, hash.clone()));
                     if previous.is_some_and(|(_, h)| h == hash) {
+                        resent.push(group.dn.clone());
+                    }
+                    if !resent.is_empty() {
                         held.duplicates += 1;
-                        held.duplicate_dns.push(group.dn.clone());
+                        held.duplicate_dns.extend(resent);
                     }
                 }
                 Change::Delete(deletion) => {
