@@ -159,6 +159,17 @@ impl Delivery {
             })
             .collect();
         store.mark_in_doubt(cycle, &objects, Utc::now())?;
+        let deletes: Vec<Guid> = self
+            .current
+            .iter()
+            .filter_map(|p| match &p.record {
+                Record::Delete(guid) => Some(*guid),
+                Record::Upsert(_) => None,
+            })
+            .collect();
+        if !deletes.is_empty() {
+            store.mark_deletes_in_doubt(&deletes)?;
+        }
         let pending = std::mem::take(&mut self.current);
         self.next_id += 1;
         let id = self.next_id;

@@ -1282,6 +1282,25 @@ impl Store {
         tx.commit().map_err(&db)
     }
 
+    /// Mark tracked objects whose deletes are about to be sent "in doubt": a delete the
+    /// platform applied but whose answer was lost must not leave the old hash behind, or an
+    /// object restored (Recycle Bin) with that content would compare equal and never be sent
+    /// again. The acknowledgement removes the row.
+    pub(crate) fn mark_deletes_in_doubt(&mut self, guids: &[Guid]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = db_err(&path);
+        let tx = self.conn.transaction().map_err(&db)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("UPDATE objects SET in_doubt = 1 WHERE guid = ?1")
+                .map_err(&db)?;
+            for guid in guids {
+                stmt.execute([guid.to_string()]).map_err(&db)?;
+            }
+        }
+        tx.commit().map_err(&db)
+    }
+
     /// The platform refused these objects' upserts (a 4xx about the record): it did not
     /// apply them, so what it holds is what was last acknowledged. No longer in doubt.
     pub fn clear_in_doubt(&mut self, guids: &[Guid]) -> Result<(), StoreError> {
