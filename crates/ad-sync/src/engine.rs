@@ -1128,10 +1128,12 @@ impl<'e> Cycle<'e> {
                 // it (a group) lose it.
                 listing.extend(self.store.groups_listing_any_parent(&deleted.dn)?);
                 if deleted.kind == Some(ObjectKind::Group) {
-                    listing.extend(self.store.outside_members(&group_key(
-                        deleted.object_sid.as_ref(),
-                        &deleted.dn,
-                    ))?);
+                    listing.extend(
+                        self.store.outside_members(&group_key(
+                            deleted.object_sid.as_ref(),
+                            &deleted.dn,
+                        ))?,
+                    );
                 }
             }
             // The name it had when deleted (renamed since we last read it). Also when it is

@@ -42,7 +42,7 @@ const STEPS: usize = 5;
 
 /// The kinds of history the simulation's world grew by (issue 22), each of which can be
 /// turned off to bisect a failure: `SIM_CLASSES=all` (every class; the default leaves out
-/// `lag` and `groups`, see [`Classes::default_set`]), `none` (the world before
+/// `lag`, see [`Classes::default_set`]), `none` (the world before
 /// issue 22, histories as they were), a comma-separated list of names, or `all` minus some
 /// (`all,-lag`, or just `-lag`). Names:
 /// - `ou`: organizational units renamed and moved (their children keep their uSNChanged),
@@ -106,16 +106,14 @@ impl Classes {
         }
     }
 
-    /// Without `SIM_CLASSES`: every class but `lag` and `groups`, which still find stale
-    /// records after convergence (open, issue 22's note): `lag`'s failover-and-failback
-    /// histories (seeds 83, 135, 176, 191 with `SIM_CLASSES=all`), and `groups` with `scope`
-    /// and a Sekoia-like platform, a group moved into the scope (seeds 266 and 1531 with
-    /// `SIM_CLASSES=all,-lag`). Run them with `SIM_CLASSES=all`.
-    ///
-    /// Until those and seed 1206 (an extra re-send, `SIM_CLASSES=all,-lag,-groups`) are
-    /// fixed, the default run keeps the world before issue 22 (`none`), which CI holds.
+    /// Without `SIM_CLASSES`: every class but `lag`, whose failover-and-failback histories
+    /// still end with a stale record (open: seeds 83, 135, 176 and 191 with
+    /// `SIM_CLASSES=all`; issue 22's note). Run it with `SIM_CLASSES=all`.
     fn default_set() -> Classes {
-        Classes::default()
+        Classes {
+            lag: false,
+            ..Classes::all()
+        }
     }
 
     fn from_env() -> Classes {
