@@ -41,9 +41,9 @@ use crate::platform::{Fault, Platform};
 const STEPS: usize = 5;
 
 /// The kinds of history the simulation's world grew by (issue 22), each of which can be
-/// turned off to bisect a failure: `SIM_CLASSES=all` (every class), `none` (the world before issue 22, the default for
-/// now, see [`Classes::default_set`])
-/// issue 22, histories as they were), a comma-separated list of names, or `all` minus some
+/// turned off to bisect a failure: `SIM_CLASSES=all` (every class), `none` (the world before
+/// issue 22, histories as they were; the default for now, see [`Classes::default_set`]), a
+/// comma-separated list of names, or `all` minus some
 /// (`all,-lag`, or just `-lag`). Names:
 /// - `ou`: organizational units renamed and moved (their children keep their uSNChanged),
 ///   into and out of the scope;
