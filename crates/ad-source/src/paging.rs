@@ -150,6 +150,10 @@ pub(crate) struct PagedReader {
     backoff: Backoff,
     /// Something of this search was read since it (re)started: a restart now loses work.
     progressed: bool,
+    /// The session's reconnect count when `cookie` was received: a cookie is valid only on
+    /// the connection that gave it, and another read on the same session (a group look-up
+    /// between two pages) may have replaced that connection.
+    cookie_connection: u64,
 }
 
 impl PagedReader {
@@ -167,6 +171,7 @@ impl PagedReader {
             },
             backoff: Backoff::new(),
             progressed: false,
+            cookie_connection: 0,
         }
     }
 
@@ -225,6 +230,21 @@ impl PagedReader {
         let host = session.conn.host().to_owned();
         let timeout = session.conn.op_timeout;
         if self.stream.is_none() {
+            if !self.cookie.is_empty() && self.cookie_connection != session.counters.reconnects {
+                // The connection this cookie belongs to was replaced under this search (by
+                // another read's reconnect): start again from the first page, as after a
+                // reconnect of its own.
+                self.cookie.clear();
+                self.dedupe.restart();
+                session.counters.searches_restarted += 1;
+                tracing::warn!(
+                    host = %session.conn.host(), base = %self.spec.base,
+                    filter = %self.spec.filter,
+                    "{} restarts from its first page: its connection was replaced by another read's reconnect",
+                    self.operation
+                );
+                self.progressed = false;
+            }
             let mut controls = vec![paged_control(session.page_size, &self.cookie)];
             if self.spec.show_deleted {
                 controls.push(show_deleted_control());
@@ -319,6 +339,7 @@ impl PagedReader {
             Some(Some(c)) if c.is_empty() => self.done = true,
             Some(Some(c)) => {
                 self.cookie = c;
+                self.cookie_connection = session.counters.reconnects;
                 self.progressed = true;
             }
         }
