@@ -143,27 +143,6 @@ impl Source {
         .await
     }
 
-    /// Which of these objects this DC holds alive outside the scope (they left it): with
-    /// their tombstones, the proof a full sync on a DC needs to delete what it did not read
-    /// but another DC showed last.
-    pub async fn outside_scope_among(
-        &self,
-        guids: &HashSet<Guid>,
-    ) -> Result<HashSet<Guid>, SourceError> {
-        if guids.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let guids: Vec<Guid> = guids.iter().copied().collect();
-        self.with_session(
-            "the search for objects outside the scope",
-            move |mut session| async move {
-                let result = outside_scope_in(&mut session, &guids).await;
-                (session, result)
-            },
-        )
-        .await
-    }
-
     async fn read(&self, dns: &[String], kinds: Kinds) -> Result<Vec<SourceEvent>, SourceError> {
         if dns.is_empty() {
             return Ok(Vec::new());
@@ -211,46 +190,6 @@ async fn read_objects_in(
         out.send(SourceEvent::Warning { message }).await?;
     }
     Ok(out.into_events())
-}
-
-async fn outside_scope_in(
-    session: &mut Session,
-    guids: &[Guid],
-) -> Result<HashSet<Guid>, SourceError> {
-    let domain = session.domain_dn().to_owned();
-    let scope = crate::surroundings::ScopeCheck::new(&session.base_dn(), session.config.scope);
-    if scope.is_whole(&domain) {
-        return Ok(HashSet::new());
-    }
-    let wanted: HashSet<Guid> = guids.iter().copied().collect();
-    // One attribute-only search of the domain's users and groups (not one per GUID: an
-    // objectGUID filter is not answered by every server the same way); it runs only when a
-    // full sync on a narrower scope must prove a delete another DC's cycle made possible.
-    let spec = SearchSpec {
-        base: domain,
-        scope: ldap3::Scope::Subtree,
-        filter: format!(
-            "(|{}{})",
-            session.config.user_filter, session.config.group_filter
-        ),
-        attrs: vec!["objectGUID".to_owned()],
-        show_deleted: false,
-        what: "objects outside the scope",
-    };
-    let mut found = HashSet::new();
-    let mut reader = PagedReader::new(session, spec);
-    while let Some(item) = reader.next(session).await? {
-        if let Item::Entry(entry) = item
-            && !scope.contains(entry.dn())
-            && let Some(guid) = entry
-                .first("objectGUID")
-                .and_then(|bytes| Guid::from_bytes(bytes).ok())
-            && wanted.contains(&guid)
-        {
-            found.insert(guid);
-        }
-    }
-    Ok(found)
 }
 
 async fn locate_in(

@@ -1574,7 +1574,15 @@ impl<'e> Cycle<'e> {
         // the scope (it left it).
         let guids: HashSet<Guid> = needs_proof.iter().map(|row| row.guid).collect();
         let mut dead = self.source.tombstones_among(&guids).await?;
-        dead.extend(self.source.outside_scope_among(&guids).await?);
+        if let Some(scope) = &self.scope {
+            let found = self.source.locate(&guids).await?;
+            dead.extend(
+                found
+                    .into_iter()
+                    .filter(|(_, dn)| !scope.contains(dn))
+                    .map(|(guid, _)| guid),
+            );
+        }
         let (mut proven, unproven): (Vec<_>, Vec<_>) = needs_proof
             .into_iter()
             .partition(|row| dead.contains(&row.guid));
